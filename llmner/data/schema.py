@@ -1,0 +1,99 @@
+"""The shapes data takes in llmner: BIO-tagged sentences, character spans and JSON answers.
+
+Everything under ``llmner.data`` produces or consumes these; nothing here knows about models.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class DataError(ValueError):
+    """A user-facing data problem. The message names the file, the line and what was expected."""
+
+
+@dataclass(frozen=True)
+class Span:
+    """A labelled half-open character span ``text[start:end]``."""
+
+    start: int
+    end: int
+    label: str
+
+
+@dataclass
+class Sentence:
+    """One tagged sequence of words (IOB2 tags, one per word)."""
+
+    tokens: list[str]
+    tags: list[str]
+    # Where the sentence came from, for error messages and reports (e.g. "train.txt:1204").
+    source: str = ""
+    meta: dict = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if len(self.tokens) != len(self.tags):
+            raise DataError(
+                f"{self.source or 'sentence'}: {len(self.tokens)} tokens but {len(self.tags)} tags"
+            )
+
+
+def split_tag(tag: str) -> tuple[str, str | None]:
+    """``"B-PER" -> ("B", "PER")``, ``"O" -> ("O", None)``. Raises ``DataError`` on anything else."""
+    if tag == "O":
+        return "O", None
+    prefix, sep, label = tag.partition("-")
+    if sep and prefix in ("B", "I") and label:
+        return prefix, label
+    raise DataError(f"tag {tag!r} is not O, B-<type> or I-<type>")
+
+
+def iob1_to_iob2(tags: list[str]) -> list[str]:
+    """Normalise IOB1 (or IOB2) tags to IOB2: an ``I-X`` that does not continue an ``X`` becomes ``B-X``.
+
+    IOB2 input comes back unchanged, so readers apply this unconditionally.
+    """
+    out: list[str] = []
+    prev_label: str | None = None
+    for tag in tags:
+        prefix, label = split_tag(tag)
+        if prefix == "I" and prev_label != label:
+            tag = f"B-{label}"
+        out.append(tag)
+        prev_label = label
+    return out
+
+
+def is_allowed_transition(prev: str | None, tag: str) -> bool:
+    """Whether IOB2 allows ``tag`` after ``prev`` (``prev=None`` is the start of a sentence)."""
+    prefix, label = split_tag(tag)
+    if prefix != "I":
+        return True
+    return prev is not None and split_tag(prev)[1] == label
+
+
+def tags_to_spans(tokens: list[str], tags: list[str]) -> list[tuple[int, int, str]]:
+    """IOB2 tags to word-index spans ``(start_word, end_word_exclusive, label)``."""
+    spans: list[tuple[int, int, str]] = []
+    start, label = None, None
+    for i, tag in enumerate([*tags, "O"]):
+        prefix, lab = split_tag(tag)
+        if label is not None and (prefix != "I" or lab != label):
+            spans.append((start, i, label))
+            start, label = None, None
+        if prefix == "B" or (prefix == "I" and label is None):
+            start, label = i, lab
+    return spans
+
+
+def tag_set(labels: list[str]) -> list[str]:
+    """The IOB2 tag list for entity types ``labels``: ``O`` first, then ``B-``/``I-`` per type, sorted."""
+    out = ["O"]
+    for label in sorted(set(labels)):
+        out += [f"B-{label}", f"I-{label}"]
+    return out
+
+
+def labels_of(sentences: list[Sentence]) -> list[str]:
+    """The entity types that occur in ``sentences``, sorted."""
+    return sorted({split_tag(t)[1] for s in sentences for t in s.tags if t != "O"})
