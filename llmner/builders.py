@@ -1,0 +1,75 @@
+"""Build models from a run config, reload them from checkpoints, and write a run's outputs.
+
+Shared by the entry points (train, evaluate) and the Python API (``llmner.load``). Configs arrive
+here already composed; ``hydra.utils.instantiate`` turns their ``_target_`` nodes into objects.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import torch
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from llmner.metrics import write_conll, write_metrics
+from llmner.module import TaggerModule
+
+log = logging.getLogger(__name__)
+
+
+def build_model(cfg: DictConfig, tags: list[str]) -> TaggerModule:
+    """Backbone + head (sized for ``tags``) + loss + optimizer settings, from ``cfg``."""
+    backbone = instantiate(cfg.backbone)
+    head = instantiate(cfg.head)(hidden_size=backbone.hidden_size, tags=tags)
+    model = instantiate(cfg.model, backbone=backbone, head=head)
+    # Set after instantiate: passed as an argument, its _target_ nodes would be instantiated too.
+    model.run_config = OmegaConf.to_container(cfg, resolve=True)
+    n_train = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    n_all = sum(p.numel() for p in model.parameters())
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
+    return model
+
+
+def load(ckpt_path: str | Path, map_location: str = "cpu") -> TaggerModule:
+    """Rebuild a trained model from an llmner checkpoint (config + trained weights).
+
+    The frozen backbone is loaded from the source named in the stored config; the checkpoint
+    supplies the adapters, head and CRF.
+    """
+    checkpoint = torch.load(ckpt_path, map_location=map_location, weights_only=False)
+    if "llmner" not in checkpoint:
+        raise ValueError(f"{ckpt_path}: not an llmner checkpoint (no 'llmner' entry)")
+    cfg = OmegaConf.create(checkpoint["llmner"]["config"])
+    model = build_model(cfg, checkpoint["llmner"]["tags"])
+    model.on_load_checkpoint(checkpoint)
+    model.load_state_dict(checkpoint["state_dict"], strict=False)
+    return model.eval()
+
+
+def instantiate_dict(cfg: DictConfig | None) -> list:
+    """Instantiate each ``_target_`` entry of a name -> config mapping (callbacks, loggers)."""
+    if not cfg:
+        return []
+    return [instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
+
+
+def write_test_outputs(output_dir: str | Path, model: TaggerModule, sentences: list, metrics: dict) -> None:
+    """``metrics.json`` and ``test_predictions.conll`` in ``output_dir``.
+
+    Raises:
+        RuntimeError: if any test word lacks a prediction (it would be silent data loss).
+    """
+    output_dir = Path(output_dir)
+    output_dir.mkdir(parents=True, exist_ok=True)
+    pred, gold = model.predictions.get("test", {}), model.gold.get("test", {})
+    bad = [i for i, s in enumerate(sentences) if len(pred.get(i, [])) != len(s.tokens)]
+    if bad:
+        raise RuntimeError(f"{len(bad)} test sentences lack a prediction for some word (first: #{bad[0]})")
+    write_conll(
+        output_dir / "test_predictions.conll",
+        [s.tokens for s in sentences], [gold[i] for i in range(len(sentences))], [pred[i] for i in range(len(sentences))],
+    )
+    write_metrics(output_dir / "metrics.json", metrics)
+    log.info("wrote %s and %s", output_dir / "metrics.json", output_dir / "test_predictions.conll")

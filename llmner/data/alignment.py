@@ -1,0 +1,128 @@
+"""Words -> subword ids, and sentences too long for the backbone -> overlapping windows.
+
+Every word gets exactly one prediction: each word is *owned* by exactly one window, and the
+windows around it only lend context. Nothing here knows about models beyond a tokenizer's
+``__call__`` and its special tokens.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+log = logging.getLogger(__name__)
+
+
+def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
+    """The ids the tokenizer puts before and after a text (``[BOS]`` for Llama, ``[CLS]``/``[SEP]`` for BERT)."""
+    probe = "hello"
+    bare = tokenizer(probe, add_special_tokens=False)["input_ids"]
+    full = tokenizer(probe)["input_ids"]
+    for i in range(len(full) - len(bare) + 1):
+        if full[i : i + len(bare)] == bare:
+            return full[:i], full[i + len(bare) :]
+    raise ValueError(f"cannot locate the text among the special tokens of {type(tokenizer).__name__}")
+
+
+def encode_words(tokenizer, words: list[str], sentence_initial: list[bool] | None = None) -> list[list[int]]:
+    """Subword ids of each word, encoded as it reads inside running text.
+
+    Decoder tokenizers see a word after a space as a different token than at a text's start
+    (``"ĠParis"`` vs ``"Paris"``), so every word but a sentence-initial one is encoded with a
+    leading space. Encoding word by word guarantees each word at least one subword, which
+    offset-mapping alignment over a joined string does not (merges across words, dropped chars).
+
+    Args:
+        tokenizer: a Hugging Face tokenizer.
+        words: the words, possibly of many sentences.
+        sentence_initial: per word, whether it starts a sentence (default: only ``words[0]``).
+    """
+    if sentence_initial is None:
+        sentence_initial = [i == 0 for i in range(len(words))]
+    texts = [w if first else f" {w}" for w, first in zip(words, sentence_initial)]
+    ids = tokenizer(texts, add_special_tokens=False)["input_ids"] if texts else []
+    fallback = tokenizer.unk_token_id if tokenizer.unk_token_id is not None else tokenizer.eos_token_id
+    # A word that encodes to nothing (e.g. a lone control character) still needs a position.
+    return [x if x else [fallback] for x in ids]
+
+
+@dataclass(frozen=True)
+class Window:
+    """Words ``[start, end)`` go into one backbone pass; words ``[own_start, own_end)`` are predicted there."""
+
+    start: int
+    end: int
+    own_start: int
+    own_end: int
+
+
+def plan_windows(word_lengths: list[int], budget: int, context: int) -> list[Window]:
+    """Cover a sentence with windows of at most ``budget`` subwords, each word owned exactly once.
+
+    A window that does not reach the end of the sentence leaves its last ``context`` words to the
+    next window, which starts ``context`` words before them, so that owned words near a seam
+    keep context on both sides. A single word longer than ``budget`` gets a window of its own
+    (its subwords are truncated by the caller; the word keeps its prediction).
+
+    Args:
+        word_lengths: subwords per word.
+        budget: subwords per window (the backbone's maximum length minus special tokens).
+        context: words of overlap between consecutive windows.
+    """
+    if budget < 1:
+        raise ValueError(f"window budget must be >= 1 subword, got {budget}")
+    n = len(word_lengths)
+    windows: list[Window] = []
+    own_start = 0
+    while own_start < n:
+        start = max(0, own_start - context) if windows else 0
+        # Give up left context before giving up the first owned word.
+        while start < own_start and sum(word_lengths[start : own_start + 1]) > budget:
+            start += 1
+        end, total = start, 0
+        while end < n and total + word_lengths[end] <= budget:
+            total += word_lengths[end]
+            end += 1
+        end = max(end, own_start + 1)
+        own_end = n if end == n else max(own_start + 1, end - context)
+        windows.append(Window(start, end, own_start, own_end))
+        own_start = own_end
+    return windows
+
+
+@dataclass
+class EncodedWindow:
+    """One backbone input: subword ids and, per owned word, its first/last subword position and label."""
+
+    input_ids: list[int]
+    first: list[int]  # position of each owned word's first subword in input_ids
+    last: list[int]  # position of each owned word's last subword
+    labels: list[int]  # tag id per owned word
+    sentence: int  # index of the sentence in its split
+    offset: int  # index of the first owned word in the sentence
+
+
+def encode_sentence(
+    word_ids: list[list[int]],
+    labels: list[int],
+    sentence: int,
+    prefix: list[int],
+    suffix: list[int],
+    max_length: int,
+    context: int,
+) -> list[EncodedWindow]:
+    """Windows of one sentence, ready to batch. ``word_ids`` come from ``encode_words``."""
+    budget = max_length - len(prefix) - len(suffix)
+    out = []
+    for w in plan_windows([len(x) for x in word_ids], budget, context):
+        ids = list(prefix)
+        first, last = [], []
+        for i in range(w.start, w.end):
+            pieces = word_ids[i][:budget]
+            if i >= w.own_start and i < w.own_end:
+                first.append(len(ids))
+                last.append(len(ids) + len(pieces) - 1)
+            ids += pieces
+        ids += suffix
+        out.append(EncodedWindow(ids, first, last, labels[w.own_start : w.own_end], sentence, w.own_start))
+    return out

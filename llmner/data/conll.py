@@ -1,0 +1,165 @@
+"""CoNLL-format corpora: local files (any column layout, token first, tag last) or the Hugging Face Hub.
+
+A local directory holds one file per split. Tags may be IOB1 or IOB2; both come out as IOB2.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from llmner.data.schema import DataError, Sentence, iob1_to_iob2, split_tag
+
+log = logging.getLogger(__name__)
+
+SPLITS = ("train", "validation", "test")
+# File names tried for each split, in order, inside the corpus directory.
+SPLIT_ALIASES = {
+    "train": ("train",),
+    "validation": ("validation", "valid", "dev", "testa"),
+    "test": ("test", "testb"),
+}
+SUFFIXES = ("", ".txt", ".conll", ".tsv", ".iob", ".bio")
+
+
+def read_conll(
+    path: str | Path,
+    token_column: int = 0,
+    tag_column: int = -1,
+    separator: str | None = None,
+) -> list[Sentence]:
+    """Read a CoNLL-format file into IOB2 sentences.
+
+    Args:
+        path: the file. One token per line, columns split by ``separator`` (``None``: any
+            whitespace; ``"\\t"`` for tab-separated files whose tokens may hold spaces),
+            blank lines between sentences, ``-DOCSTART-`` lines skipped.
+        token_column: column of the token.
+        tag_column: column of the tag (``-1``: the last one).
+        separator: column separator.
+
+    Raises:
+        DataError: naming ``path:line`` for a line with too few columns, a tag that is not
+            ``O``/``B-X``/``I-X``, or a file without sentences.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise DataError(f"{path}: no such file")
+    sentences: list[Sentence] = []
+    tokens: list[str] = []
+    tags: list[str] = []
+    first_line = 0
+    need = max(token_column, tag_column) + 1 if tag_column >= 0 else max(token_column + 1, 2)
+
+    def flush() -> None:
+        if tokens:
+            sentences.append(Sentence(tokens[:], iob1_to_iob2(tags), source=f"{path}:{first_line}"))
+            tokens.clear()
+            tags.clear()
+
+    with path.open(encoding="utf-8") as f:
+        for lineno, raw in enumerate(f, start=1):
+            line = raw.rstrip("\r\n")
+            if not line.strip():
+                flush()
+                continue
+            cols = line.split(separator)
+            if cols[0] == "-DOCSTART-":
+                flush()
+                continue
+            if len(cols) < need:
+                raise DataError(
+                    f"{path}:{lineno}: expected at least {need} columns (token first, tag last), "
+                    f"got {len(cols)}: {line!r}"
+                )
+            tag = cols[tag_column]
+            try:
+                split_tag(tag)
+            except DataError:
+                raise DataError(
+                    f"{path}:{lineno}: tag {tag!r} is not O, B-<type> or I-<type>"
+                ) from None
+            if not tokens:
+                first_line = lineno
+            tokens.append(cols[token_column])
+            tags.append(tag)
+    flush()
+    if not sentences:
+        raise DataError(f"{path}: no sentences found (an empty split)")
+    return sentences
+
+
+def find_split_file(directory: Path, split: str) -> Path | None:
+    """The file holding ``split`` in ``directory`` (``train.txt``, ``dev.conll``, ...), or None."""
+    for name in SPLIT_ALIASES[split]:
+        for suffix in SUFFIXES:
+            candidate = directory / f"{name}{suffix}"
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+class ConllCorpus:
+    """CoNLL-2003 or any CoNLL-format corpus, from a local directory or the Hub.
+
+    Args:
+        path: directory with ``train``/``validation``/``test`` files (see ``SPLIT_ALIASES``,
+            ``SUFFIXES``). ``None`` loads ``hub_id`` from the Hugging Face Hub instead.
+        hub_id: dataset id on the Hub, used when ``path`` is None.
+        hub_revision: optional revision (branch, tag or commit) of the Hub dataset.
+        splits: the splits to load; a missing one is an error.
+        token_column, tag_column, separator: the column layout (see ``read_conll``).
+    """
+
+    def __init__(
+        self,
+        path: str | None = None,
+        hub_id: str = "eriktks/conll2003",
+        hub_revision: str | None = None,
+        splits: tuple[str, ...] | list[str] = SPLITS,
+        token_column: int = 0,
+        tag_column: int = -1,
+        separator: str | None = None,
+    ) -> None:
+        self.path = path
+        self.hub_id = hub_id
+        self.hub_revision = hub_revision
+        self.splits = tuple(splits)
+        self.columns = dict(token_column=token_column, tag_column=tag_column, separator=separator)
+
+    def load(self) -> dict[str, list[Sentence]]:
+        """Split name -> sentences."""
+        if self.path is None:
+            return self._load_hub()
+        directory = Path(self.path).expanduser()
+        if not directory.is_dir():
+            raise DataError(f"{directory}: not a directory (data.corpus.path must name a directory of CoNLL files)")
+        out = {}
+        for split in self.splits:
+            file = find_split_file(directory, split)
+            if file is None:
+                tried = ", ".join(f"{n}{{{','.join(SUFFIXES)}}}" for n in SPLIT_ALIASES[split])
+                raise DataError(f"{directory}: no file for the {split!r} split (looked for {tried})")
+            out[split] = read_conll(file, **self.columns)
+            log.info("read %d sentences from %s", len(out[split]), file)
+        return out
+
+    def _load_hub(self) -> dict[str, list[Sentence]]:
+        import datasets  # imported here: local corpora should not pay for it
+
+        ds = datasets.load_dataset(self.hub_id, revision=self.hub_revision)
+        return {split: sentences_from_hf(ds[split], source=f"{self.hub_id}:{split}") for split in self.splits}
+
+
+def sentences_from_hf(dataset, source: str = "hub", tokens_field: str = "tokens", tags_field: str = "ner_tags") -> list[Sentence]:
+    """Sentences from a ``datasets.Dataset`` with a token list and ClassLabel (or string) tags."""
+    feature = dataset.features[tags_field].feature
+    names = getattr(feature, "names", None)
+    out = []
+    for i, row in enumerate(dataset):
+        tags = [names[t] for t in row[tags_field]] if names else list(row[tags_field])
+        if row[tokens_field]:
+            out.append(Sentence(list(row[tokens_field]), iob1_to_iob2(tags), source=f"{source}[{i}]"))
+    if not out:
+        raise DataError(f"{source}: no sentences (an empty split)")
+    return out

@@ -1,0 +1,57 @@
+import pytest
+
+from llmner.data.conll import ConllCorpus, read_conll, sentences_from_hf
+from llmner.data.schema import DataError
+
+
+def test_reads_conll2003_layout_and_skips_docstart(tmp_path):
+    f = tmp_path / "train.txt"
+    f.write_text("-DOCSTART- -X- -X- O\n\nEU NNP B-NP I-ORG\nrejects VBZ B-VP O\n\nPeter NNP B-NP I-PER\nBlackburn NNP I-NP I-PER\n")
+    sents = read_conll(f)
+    assert [s.tokens for s in sents] == [["EU", "rejects"], ["Peter", "Blackburn"]]
+    # IOB1 comes out as IOB2
+    assert [s.tags for s in sents] == [["B-ORG", "O"], ["B-PER", "I-PER"]]
+    assert sents[1].source == f"{f}:6"
+
+
+def test_two_column_tab_corpus_with_other_tags(tmp_path):
+    for split in ("train", "dev", "test"):
+        (tmp_path / f"{split}.tsv").write_text("New York\tB-CITY\nis\tO\n\nfine\tO\n")
+    corpus = ConllCorpus(path=str(tmp_path), separator="\t")
+    splits = corpus.load()
+    assert set(splits) == {"train", "validation", "test"}
+    assert splits["validation"][0].tokens == ["New York", "is"]
+    assert splits["train"][0].tags == ["B-CITY", "O"]
+
+
+@pytest.mark.parametrize(
+    "content, message",
+    [
+        ("EU B-ORG\nrejects\n", r"train.txt:2: expected at least 2 columns"),
+        ("EU NNP S-ORG\n", r"train.txt:1: tag 'S-ORG' is not O, B-<type> or I-<type>"),
+        ("\n\n-DOCSTART- O\n\n", r"train.txt: no sentences found"),
+    ],
+)
+def test_malformed_files_name_file_and_line(tmp_path, content, message):
+    f = tmp_path / "train.txt"
+    f.write_text(content)
+    with pytest.raises(DataError, match=message):
+        read_conll(f)
+
+
+def test_missing_split_is_a_clear_error(tmp_path):
+    (tmp_path / "train.txt").write_text("a O\n")
+    with pytest.raises(DataError, match="no file for the 'validation' split"):
+        ConllCorpus(path=str(tmp_path)).load()
+
+
+def test_hub_rows_with_classlabel_tags():
+    datasets = pytest.importorskip("datasets")
+    names = ["O", "B-PER", "I-PER", "B-ORG", "I-ORG", "B-LOC", "I-LOC", "B-MISC", "I-MISC"]
+    features = datasets.Features({
+        "tokens": datasets.Sequence(datasets.Value("string")),
+        "ner_tags": datasets.Sequence(datasets.ClassLabel(names=names)),
+    })
+    ds = datasets.Dataset.from_dict({"tokens": [["Peter", "Blackburn"], []], "ner_tags": [[1, 2], []]}, features=features)
+    sents = sentences_from_hf(ds, source="hub:train")
+    assert len(sents) == 1 and sents[0].tags == ["B-PER", "I-PER"]
