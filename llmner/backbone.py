@@ -128,7 +128,12 @@ def _gguf_cached(directory: str, gguf_file: str, auto_cls) -> str:
 
     def convert(tmp: Path) -> None:
         log.info("converting %s to safetensors (once; cached under %s)", src, cache_dir())
-        auto_cls.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32).save_pretrained(tmp)
+        model = auto_cls.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
+        # The weights are dequantized already; drop the GGUF "quantizer" that blocks saving.
+        model.hf_quantizer = None
+        if hasattr(model.config, "quantization_config"):
+            del model.config.quantization_config
+        model.save_pretrained(tmp)
         AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file).save_pretrained(tmp)
 
     return str(_atomic_save(cache_dir() / "gguf" / f"{src.stem}-{key}", convert))

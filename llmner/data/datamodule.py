@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import logging
+import math
 import random
 from functools import partial
 from typing import Callable, Protocol
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from llmner.data.alignment import EncodedWindow, encode_sentence, encode_words, special_affixes
 from llmner.data.schema import DataError, Sentence, labels_of, split_tag, tag_set
@@ -65,6 +66,33 @@ def collate(windows: list[EncodedWindow], pad_id: int) -> dict[str, torch.Tensor
     }
 
 
+class BucketBatchSampler(Sampler[list[int]]):
+    """Random batches of similar-length windows: shuffle, sort within pools of ``pool`` batches, shuffle batches.
+
+    Padding is wasted compute; on CoNLL-2003 (1 to 124 words a sentence) random batches are
+    about half padding. Seeded per epoch, so runs repeat.
+    """
+
+    def __init__(self, lengths: list[int], batch_size: int, pool: int = 50, seed: int = 0) -> None:
+        self.lengths, self.batch_size, self.pool, self.seed = lengths, batch_size, pool, seed
+        self.epoch = 0
+
+    def __iter__(self):
+        g = torch.Generator().manual_seed(self.seed + self.epoch)
+        self.epoch += 1
+        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        size = self.batch_size * self.pool
+        batches = []
+        for i in range(0, len(order), size):
+            chunk = sorted(order[i : i + size], key=lambda j: self.lengths[j])
+            batches += [chunk[k : k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
+        for i in torch.randperm(len(batches), generator=g).tolist():
+            yield batches[i]
+
+    def __len__(self) -> int:
+        return math.ceil(len(self.lengths) / self.batch_size)
+
+
 class TaggingDataModule(L.LightningDataModule):
     """Batches of word-aligned windows for the tag heads.
 
@@ -82,6 +110,8 @@ class TaggingDataModule(L.LightningDataModule):
         context_words: words of overlap between windows of one long sentence.
         max_train_samples, max_eval_samples: keep a seeded random subset of sentences (quick runs).
         num_workers: DataLoader workers.
+        bucket: batch training windows of similar length (less padding, faster steps).
+        seed: seed of the training order.
     """
 
     def __init__(
@@ -97,6 +127,8 @@ class TaggingDataModule(L.LightningDataModule):
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
         num_workers: int = 0,
+        bucket: bool = True,
+        seed: int = 0,
     ) -> None:
         super().__init__()
         self.corpus = corpus(path=path)
@@ -108,6 +140,8 @@ class TaggingDataModule(L.LightningDataModule):
         self.max_train_samples = max_train_samples
         self.max_eval_samples = max_eval_samples
         self.num_workers = num_workers
+        self.bucket = bucket
+        self.seed = seed
         self._given_tags = list(tags) if tags is not None else None
         self._sentences: dict[str, list[Sentence]] | None = None
         self._windows: dict[str, list[EncodedWindow]] = {}
@@ -180,19 +214,18 @@ class TaggingDataModule(L.LightningDataModule):
         if split not in self._windows:
             raise DataError(f"the corpus has no {split!r} split (it has {sorted(self._windows)})")
         windows = self._windows[split]
-        if not train:
-            # Longest first: padding stays small and an out-of-memory shows on the first batch.
-            windows = sorted(windows, key=lambda w: -len(w.input_ids))
         pad_id = self.tokenizer.pad_token_id
         if pad_id is None:
             pad_id = self.tokenizer.eos_token_id or 0
-        return DataLoader(
-            WindowDataset(windows),
-            batch_size=self.batch_size if train else self.eval_batch_size,
-            shuffle=train,
-            num_workers=self.num_workers,
-            collate_fn=partial(collate, pad_id=pad_id),
-        )
+        common = dict(num_workers=self.num_workers, collate_fn=partial(collate, pad_id=pad_id))
+        if train and self.bucket:
+            sampler = BucketBatchSampler([len(w.input_ids) for w in windows], self.batch_size, seed=self.seed)
+            return DataLoader(WindowDataset(windows), batch_sampler=sampler, **common)
+        if not train:
+            # Longest first: padding stays small and an out-of-memory shows on the first batch.
+            windows = sorted(windows, key=lambda w: -len(w.input_ids))
+        batch_size = self.batch_size if train else self.eval_batch_size
+        return DataLoader(WindowDataset(windows), batch_size=batch_size, shuffle=train, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

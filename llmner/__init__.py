@@ -1,0 +1,10 @@
+"""llmner: named-entity recognition with open decoder LLMs (LoRA, CRF), on Lightning and Hydra."""
+
+__version__ = "0.1.0"
+
+
+def load(ckpt_path: str):
+    """Rebuild a trained tagger from an llmner checkpoint (see ``llmner.builders.load``)."""
+    from llmner.builders import load as _load
+
+    return _load(ckpt_path)

