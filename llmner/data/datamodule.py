@@ -108,7 +108,8 @@ class TaggingDataModule(L.LightningDataModule):
         max_length: subwords per window, special tokens included. Longer sentences are split
             into overlapping windows; no word is dropped.
         context_words: words of overlap between windows of one long sentence.
-        max_train_samples, max_eval_samples: keep a seeded random subset of sentences (quick runs).
+        max_train_samples, max_eval_samples, max_test_samples: keep a seeded random subset of the
+            train, validation and test sentences (quick runs; reported figures want the full test).
         num_workers: DataLoader workers.
         bucket: batch training windows of similar length (less padding, faster steps).
         seed: seed of the training order.
@@ -126,6 +127,7 @@ class TaggingDataModule(L.LightningDataModule):
         context_words: int = 16,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
+        max_test_samples: int | None = None,
         num_workers: int = 0,
         bucket: bool = True,
         seed: int = 0,
@@ -139,6 +141,7 @@ class TaggingDataModule(L.LightningDataModule):
         self.context_words = context_words
         self.max_train_samples = max_train_samples
         self.max_eval_samples = max_eval_samples
+        self.max_test_samples = max_test_samples
         self.num_workers = num_workers
         self.bucket = bucket
         self.seed = seed
@@ -152,9 +155,9 @@ class TaggingDataModule(L.LightningDataModule):
         """Split -> sentences after subsetting; loaded once."""
         if self._sentences is None:
             splits = self.corpus.load()
-            limits = {"train": self.max_train_samples}
+            limits = {"train": self.max_train_samples, "validation": self.max_eval_samples, "test": self.max_test_samples}
             for split, sents in splits.items():
-                limit = limits.get(split, self.max_eval_samples)
+                limit = limits.get(split)
                 if limit is not None and limit < len(sents):
                     keep = sorted(random.Random(0).sample(range(len(sents)), limit))
                     splits[split] = [sents[i] for i in keep]
