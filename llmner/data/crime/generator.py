@@ -249,7 +249,7 @@ _CRIMES: dict[str, tuple[list[str], list[str], list[str], list[str], float]] = {
         ["Embezzlement", "Employee theft", "Forgery", "Misappropriation of funds"],
         ["company", "firm", "office", "nonprofit", "restaurant"],
         ["funds totaling {money} were diverted over several months",
-         "an employee altered payroll records",
+         "an employee falsified time sheets",
          "company checks were signed without authorization",
          "inventory records did not match the stock on hand"],
         ["payroll records", "audit report", "altered receipts", "bank transfer records",
@@ -376,7 +376,7 @@ def _sample_facts(rng: random.Random) -> _Facts:
         victims=victims,
         evidence=evidence,
         witnesses=[people.draw() for _ in range(n_witnesses)],
-        suspects=[_suspect(rng) for _ in range(n_suspects)],
+        suspects=list(dict.fromkeys(_suspect(rng) for _ in range(n_suspects))),  # distinct
         status=(rng.choice(_STATUS_ADJ) if rng.random() < 0.6 else rng.choice(_STATUS_NOUN))
         if rng.random() < 0.85 else None,
         city=city,
@@ -441,7 +441,8 @@ def _location(rng: random.Random, city: str) -> str:
     if kind < 0.5:
         place = f"{number} {_street(rng)}"
         if rng.random() < 0.15:
-            place += f", {rng.choice(('Apt', 'Apt.', 'Unit', 'Suite'))} {rng.randint(1, 40)}{rng.choice(('', 'A', 'B', 'C'))}"
+            unit = rng.choice(("Apt", "Apt.", "Unit", "Suite"))
+            place += f", {unit} {rng.randint(1, 40)}{rng.choice(('', 'A', 'B', 'C'))}"
     elif kind < 0.62:
         place = f"{rng.choice(_STREETS)} Street and {_street(rng)}"
     elif kind < 0.72:
@@ -480,7 +481,7 @@ def _business(rng: random.Random, people: _People) -> tuple[str, bool]:
         return f"{rng.choice(_LAST)}'s {rng.choice(_BIZ_KINDS)}", False
     if kind < 0.45:
         return f"{rng.choice(_STREETS)} Street {rng.choice(_BIZ_KINDS)}", False
-    if kind < 0.75:
+    if kind < 0.65:
         return f"{rng.choice(_BIZ_WORDS)} {rng.choice(_BIZ_KINDS)}", False
     suffix = rng.choice(_CORP_SUFFIXES)
     words = f"{rng.choice(_BIZ_WORDS)} {rng.choice(_CORP_WORDS)}"
@@ -508,12 +509,13 @@ def _victim(rng: random.Random, people: _People, is_business: bool) -> _Victim:
     if rng.random() < 0.4:
         victim.manager = people.draw()
         roles += 1
-    if corporate and rng.random() < 0.7:
+    if corporate and rng.random() < 0.8:
         victim.ceo = people.draw()
         roles += 1
     if rng.random() < 0.35:
         domain = re.sub(r"[^a-z]", "", name.lower()) or "business"
-        victim.email = f"{rng.choice(('info', 'contact', 'office', 'manager', 'hello', 'admin'))}@{domain}.{rng.choice(('com', 'net', 'org', 'biz'))}"
+        user = rng.choice(("info", "contact", "office", "manager", "hello", "admin"))
+        victim.email = f"{user}@{domain}.{rng.choice(('com', 'net', 'org', 'biz'))}"
     if roles == 0 and rng.random() < 0.5:
         victim.manager = people.draw()
     return victim
@@ -526,9 +528,9 @@ def _suspect(rng: random.Random) -> tuple[str, bool]:
             "two young men in dark clothing",
             "two teenagers on bicycles",
             "three males wearing ski masks",
-            "a group of four juveniles",
+            "four juveniles",
             "two women in their 20s",
-        )).removeprefix("a "), True
+        )), True
     male = rng.random() < 0.75
     sex = rng.choice(("male", "man") if male else ("female", "woman"))
     pron = "his" if male else "her"
@@ -538,7 +540,8 @@ def _suspect(rng: random.Random) -> tuple[str, bool]:
                       ""))
     height = rng.choice(("about 6 feet tall", "approximately 5'9\"", "around 5'4\"", "6'2\"",
                          "roughly 180 cm tall", "of average height", ""))
-    hair = rng.choice(("with short dark hair", "with a shaved head", "with a beard" if male else "with long blonde hair",
+    hair = rng.choice(("with short dark hair", "with a shaved head",
+                       "with a beard" if male else "with long blonde hair",
                        "with curly black hair", "with a gray ponytail", "with glasses", ""))
     clothes = rng.choice((
         "wearing a black hoodie and jeans", "dressed in a gray sweatshirt and a red baseball cap",
@@ -565,7 +568,7 @@ def _summary(rng: random.Random, crime: str, premise: str, detail: str) -> str:
         f"{detail[0].upper()}{detail[1:]}.",
         f"{_a(crime_lc).capitalize()} {crime_lc} was reported at the {premise}, where {detail}.",
         f"Reported {crime_lc} at the {premise}: {detail}.",
-        f"The victim reported that {detail}.",
+        f"{'It was' if detail.startswith('the victim') else 'The victim'} reported that {detail}.",
         f"Officers responded to {_a(premise)} {premise} after {detail}.",
     )
     return rng.choice(forms)
@@ -615,7 +618,8 @@ def _join(items: list[list[Piece]], rng: random.Random, final: str | None = None
 
 
 def _evidence_item(rng: random.Random, item: str, articles: bool) -> list[Piece]:
-    plural = item.endswith("s") and not item.endswith("ss") or item.endswith(("footage", "video", "glass", "powder"))
+    head = item.split(" from ")[0].split(" of ")[0]
+    plural = head.endswith("s") and not head.endswith("ss") or head.endswith(("footage", "video", "glass", "powder"))
     if articles and not plural and rng.random() < 0.7:
         return [f"{_a(item)} ", (item, "Evidence_Type")]
     return [(item, "Evidence_Type")]
@@ -703,11 +707,13 @@ def _victim_field(rng: random.Random, v: _Victim) -> list[Piece]:
             else:
                 out += _age_piece(rng, v.age)
         if v.email:
-            out += _fill(rng.choice((", email: {e}", " ({e})", ", contact {e}", ", e-mail {e}")), e=(v.email, "Victim_Email"))
+            out += _fill(rng.choice((", email: {e}", " ({e})", ", contact {e}", ", e-mail {e}")),
+                         e=(v.email, "Victim_Email"))
         return out
     clauses: list[list[Piece]] = []
     if v.owner:
-        clause = _fill(rng.choice(("owned by {p}", "owner: {p}", "owner {p}", "proprietor {p}")), p=(v.owner, "Victim_Owner"))
+        clause = _fill(rng.choice(("owned by {p}", "owner: {p}", "owner {p}", "proprietor {p}")),
+                       p=(v.owner, "Victim_Owner"))
         if v.age is not None:
             clause += _age_piece(rng, v.age)
         clauses.append(clause)
@@ -715,7 +721,8 @@ def _victim_field(rng: random.Random, v: _Victim) -> list[Piece]:
         clauses.append(_fill(rng.choice(("managed by {p}", "manager: {p}", "store manager {p}", "{p} (manager)")),
                              p=(v.manager, "Victim_Manager")))
     if v.ceo:
-        clauses.append(_fill(rng.choice(("CEO {p}", "CEO: {p}", "chief executive {p}", "{p}, CEO")), p=(v.ceo, "Victim_CEO")))
+        clauses.append(_fill(rng.choice(("CEO {p}", "CEO: {p}", "chief executive {p}", "{p}, CEO")),
+                             p=(v.ceo, "Victim_CEO")))
     if v.email:
         clauses.append(_fill(rng.choice(("email {e}", "contact: {e}", "reachable at {e}", "e-mail: {e}")),
                              e=(v.email, "Victim_Email")))
@@ -778,7 +785,8 @@ def _fields_report(rng: random.Random, f: _Facts) -> list[Piece]:
     witness_label = rng.choice(("Witnesses", "Witness(es)", "Witness Names", "Witness", "Eyewitnesses"))
     if f.witnesses:
         roles = ("neighbor", "store clerk", "passerby", "coworker", "security guard", "bus driver", "resident")
-        items = [[(w, "Witness_Name")] + ([f" ({rng.choice(roles)})"] if rng.random() < 0.3 else []) for w in f.witnesses]
+        items = [[(w, "Witness_Name")] + ([f" ({rng.choice(roles)})"] if rng.random() < 0.3 else [])
+                 for w in f.witnesses]
         fields.append((witness_label, _join(items, rng)))
     elif rng.random() < 0.5:
         fields.append((witness_label, [rng.choice(_NOT_GIVEN)]))
@@ -904,11 +912,12 @@ def _victim_sentences(rng: random.Random, v: _Victim) -> list[list[Piece]]:
         if age:
             template = rng.choice((
                 "The victim, {n}, {a}, told officers what happened.", "{n} ({a}) reported the incident.",
-                "The victim was identified as {n}, a {a}-year-old resident.", "The victim is {n}, age {a}.",
+                "The victim was identified as {n}, {an} {a}-year-old resident.", "The victim is {n}, age {a}.",
                 "{n}, aged {a}, was the victim.", "Victim {n} ({a}) called police.",
                 "The complainant, {n}, is {a} years old.",
             ))
-            out = [_fill(template, n=name, a=age)]
+            an = "an" if v.age in (11, 18) or 80 <= v.age <= 89 else "a"
+            out = [_fill(template, n=name, a=age, an=an)]
         else:
             out = [_fill(rng.choice(("The victim was identified as {n}.", "{n} reported the incident.",
                                      "The complainant is {n}.", "Victim: {n}.")), n=name)]
@@ -929,7 +938,8 @@ def _victim_sentences(rng: random.Random, v: _Victim) -> list[list[Piece]]:
             out.append(_fill(rng.choice(("The business is owned by {p}.", "Owner {p} was notified.",
                                          "{p}, the owner, reported the loss.")), p=owner))
     if v.manager:
-        out.append(_fill(rng.choice(("The store manager, {p}, spoke with officers.", "{p}, who manages the business, was present.",
+        out.append(_fill(rng.choice(("The store manager, {p}, spoke with officers.",
+                                     "{p}, who manages the business, was present.",
                                      "Manager {p} discovered the incident.")), p=(v.manager, "Victim_Manager")))
     if v.ceo:
         out.append(_fill(rng.choice(("The company's CEO, {p}, was informed.", "CEO {p} requested a copy of the report.",
@@ -981,7 +991,8 @@ def _suspect_sentence(rng: random.Random, f: _Facts) -> list[Piece]:
                      y=_suspect_text(rng, d2, p2, True))
     desc, plural = f.suspects[0]
     template = rng.choice((
-        "The suspect is described as {s}.", "Witnesses described the suspect as {s}.", "{S} was seen leaving the scene.",
+        "The suspect is described as {s}.", "Witnesses described the suspect as {s}.",
+        "{S} was seen leaving the scene.",
         "Officers are looking for {s}.", "The suspect, {s}, fled on foot.", "The offender was {s}.",
     ))
     if plural:
@@ -1024,7 +1035,8 @@ def _body(rng: random.Random, f: _Facts, officer_done: bool) -> list[list[Piece]
     middle: list[list[Piece]] = []
     for v in f.victims:
         middle.append(_paragraph(_victim_sentences(rng, v)))
-    if rng.random() < 0.8:
+    # the detail in plain words, unless the summary is that very sentence (it would be tagged twice)
+    if rng.random() < 0.8 and (f.summary or "").lower() != f"{f.detail}.".lower():
         lead = rng.choice(("", "", "According to the report, ", "Initial findings indicate that ", "It appears that "))
         detail = f"{lead}{f.detail}."
         middle.append([detail[0].upper() + detail[1:]])

@@ -1,0 +1,143 @@
+"""Crime corpora for the training datamodule: each ``load()`` returns ``{split: [Sentence, ...]}``.
+
+- ``CrimeCorpus``: synthetic reports, generated on the fly or read from a directory written by
+  ``python -m llmner.data.crime generate``.
+- ``ConversationCorpus``: a user's conversation JSONL, all as one split (default "test") or split
+  by seeded fractions.
+"""
+
+from __future__ import annotations
+
+import random
+import zlib
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import TypeVar
+
+from llmner.data.crime.generator import Report, generate_report
+from llmner.data.crime.importer import import_conversations
+from llmner.data.crime.views import report_to_sentence
+from llmner.data.conll import read_conll
+from llmner.data.schema import DataError, Sentence
+
+SPLITS = ("train", "validation", "test")
+T = TypeVar("T")
+
+
+def split_seed(seed: int, split: str) -> int:
+    """The generator seed of one split, derived from the corpus seed (stable across runs)."""
+    return zlib.crc32(f"{seed}/{split}".encode())
+
+
+def generate_splits(sizes: Mapping[str, int], seed: int = 0) -> dict[str, list[Report]]:
+    """Synthetic reports per split, each split from its own derived seed.
+
+    A report whose text already occurred in an earlier split is drawn again, so splits never share
+    a report.
+    """
+    seen: set[str] = set()
+    out: dict[str, list[Report]] = {}
+    for split in SPLITS:
+        if split not in sizes:
+            continue
+        rng = random.Random(split_seed(seed, split))
+        reports: list[Report] = []
+        while len(reports) < sizes[split]:
+            report = generate_report(rng)
+            if report.text not in seen:
+                seen.add(report.text)
+                reports.append(report)
+        out[split] = reports
+    return out
+
+
+def split_by_fractions(items: Sequence[T], fractions: Mapping[str, float], seed: int = 0) -> dict[str, list[T]]:
+    """A seeded shuffle of ``items`` cut by ``fractions`` (e.g. ``{"train": 0.8, "test": 0.2}``).
+
+    Cuts are rounded on the cumulative fraction, so fractions summing to 1 use every item.
+    """
+    unknown = set(fractions) - set(SPLITS)
+    if unknown or any(f < 0 for f in fractions.values()) or sum(fractions.values()) > 1 + 1e-9:
+        raise DataError(f"split fractions {dict(fractions)}: expected names among {SPLITS}, "
+                        "non-negative fractions summing to at most 1")
+    order = list(range(len(items)))
+    random.Random(seed).shuffle(order)
+    out: dict[str, list[T]] = {}
+    done, total = 0, 0.0
+    for split in SPLITS:  # fixed order, whatever the mapping's order
+        if split in fractions:
+            total += fractions[split]
+            cut = min(len(items), round(total * len(items)))
+            out[split] = [items[i] for i in sorted(order[done:cut])]
+            done = cut
+    return out
+
+
+def write_conll(path: str | Path, sentences: list[Sentence]) -> None:
+    """``token<TAB>tag`` lines, a blank line after each sentence."""
+    with open(path, "w", encoding="utf-8") as f:
+        for sentence in sentences:
+            for token, tag in zip(sentence.tokens, sentence.tags):
+                if not token or any(c.isspace() for c in token):
+                    raise DataError(f"{sentence.source}: token {token!r} is empty or has whitespace")
+                f.write(f"{token}\t{tag}\n")
+            f.write("\n")
+
+
+class CrimeCorpus:
+    """Synthetic crime reports as BIO sentences.
+
+    Args:
+        path: ``None`` to generate on the fly; or a directory written by
+            ``python -m llmner.data.crime generate`` whose ``{train,validation,test}.txt`` are read
+            (the ``num_*`` sizes are then ignored: the directory decides).
+        num_train: reports generated for "train".
+        num_validation: reports generated for "validation".
+        num_test: reports generated for "test".
+        seed: the corpus seed; each split uses its own derived seed and no report is in two splits.
+    """
+
+    def __init__(self, path: str | None = None, num_train: int = 800, num_validation: int = 100,
+                 num_test: int = 100, seed: int = 0) -> None:
+        self.path = path
+        self.sizes = {"train": num_train, "validation": num_validation, "test": num_test}
+        self.seed = seed
+
+    def load(self) -> dict[str, list[Sentence]]:
+        """Split name -> sentences."""
+        if self.path is None:
+            return {
+                split: [report_to_sentence(r, source=f"generated:{split}:{i}") for i, r in enumerate(reports)]
+                for split, reports in generate_splits(self.sizes, self.seed).items()
+            }
+        files = {split: Path(self.path) / f"{split}.txt" for split in SPLITS}
+        found = {split: read_conll(p, separator="\t") for split, p in files.items() if p.exists()}
+        if not found:
+            raise DataError(f"{self.path}: expected train.txt, validation.txt or test.txt "
+                            "(write them with `python -m llmner.data.crime generate --out DIR`)")
+        return found
+
+
+class ConversationCorpus:
+    """A conversation JSONL file (``{"conversation": "..."}`` per line) as BIO sentences.
+
+    Args:
+        path: the JSONL file.
+        split: a split name that receives every report (default "test": score a trained model on
+            your own file), or fractions such as ``{"train": 0.8, "validation": 0.1, "test": 0.1}``.
+        seed: the seed of the fractional split.
+    """
+
+    def __init__(self, path: str, split: str | Mapping[str, float] = "test", seed: int = 0) -> None:
+        self.path = path
+        self.split = split if isinstance(split, str) else {str(k): float(v) for k, v in split.items()}
+        self.seed = seed
+        if isinstance(self.split, str) and self.split not in SPLITS:
+            raise DataError(f"{path}: split {self.split!r} is not one of {SPLITS}")
+
+    def load(self) -> dict[str, list[Sentence]]:
+        """Split name -> sentences (unlocated answer values are warned about by the importer)."""
+        sentences = import_conversations(self.path).sentences
+        if isinstance(self.split, str):
+            return {self.split: sentences}
+        return split_by_fractions(sentences, self.split, self.seed)
