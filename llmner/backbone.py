@@ -140,6 +140,22 @@ def _gguf_cached(directory: str, gguf_file: str, auto_cls) -> str:
     return str(_atomic_save(cache_dir() / "gguf" / f"{src.stem}-{key}", convert))
 
 
+def truncate_layers(model: nn.Module, keep: int) -> None:
+    """Keep the first ``keep`` transformer layers of a Llama-like (``.layers``) or BERT-like
+    (``.encoder.layer``) model. The final norm, if any, still applies to the last kept layer."""
+    base = getattr(model, "model", model)  # *ForCausalLM wraps the base model as .model
+    owner, name = (base, "layers") if hasattr(base, "layers") else (getattr(base, "encoder", None), "layer")
+    layers = getattr(owner, name, None)
+    if not isinstance(layers, nn.ModuleList):
+        raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to keep {keep}")
+    if not 0 < keep <= len(layers):
+        raise ValueError(f"backbone.layer={keep}, but the model has {len(layers)} layers")
+    setattr(owner, name, layers[:keep])
+    model.config.num_hidden_layers = keep
+    if getattr(model.config, "layer_types", None):  # newer configs list an attention type per layer
+        model.config.layer_types = model.config.layer_types[:keep]
+
+
 class Backbone(nn.Module):
     """A pretrained LM that maps subword ids to hidden states, with LoRA adapters.
 
@@ -148,7 +164,10 @@ class Backbone(nn.Module):
         gguf_file: GGUF file name inside ``name_or_path`` or ``package``.
         package: installed Python package shipping the weights.
         causal_lm: load with its LM head (the generative head); otherwise the bare encoder/decoder.
-        layer: which hidden layer feeds the head (``-1``: the last, after the final norm).
+        layer: how many transformer layers feed the head (``-1``: all). The layers above are
+            dropped, not just ignored: a feature extractor never needs them, and on a CPU the
+            lower half of a decoder LM is half the cost (its middle layers are often the
+            better features for tagging, too).
         dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (bfloat16 on CUDA, else float32).
         load_in_4bit: NF4 weights through bitsandbytes (QLoRA); heads stay in full precision.
         freeze: freeze the pretrained weights (only adapters train).
@@ -199,8 +218,11 @@ class Backbone(nn.Module):
             )
         self.tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf else {}))
         model = auto_cls.from_pretrained(source, **kwargs)
+        if layer != -1:
+            if causal_lm:
+                raise ValueError("backbone.layer must be -1 for a causal-LM (generative) backbone")
+            truncate_layers(model, layer)
         self.config = model.config
-        self.layer = layer
         self.causal_lm = causal_lm
         if freeze:
             model.requires_grad_(False)
@@ -227,10 +249,7 @@ class Backbone(nn.Module):
         return self.config.hidden_size
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states of ``self.layer``: (B, T) ids -> (B, T, H)."""
+        """Hidden states of the last kept layer: (B, T) ids -> (B, T, H)."""
         if self.causal_lm:
             raise RuntimeError("a causal-LM backbone is used through .model (the generative head)")
-        if self.layer == -1:
-            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        out = self.model(input_ids=input_ids, attention_mask=attention_mask, output_hidden_states=True)
-        return out.hidden_states[self.layer]  # (B, T, H)
+        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state

@@ -46,7 +46,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
     if cfg.test:
         ckpt = best if cfg.train else cfg.get("ckpt_path")
+        start = time.perf_counter()
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
+        metrics["test/seconds"] = time.perf_counter() - start  # the whole test pass: throughput
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
         write_test_outputs(cfg.paths.output_dir, model, datamodule.sentences["test"], metrics)
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}

@@ -32,10 +32,16 @@ def test_unfrozen_backbone_without_lora_trains_everything():
 
 
 def test_features_shape_and_layer_choice():
-    backbone = Backbone(TINY_RANDOM, layer=1)
+    full, lower = Backbone(TINY_RANDOM, lora=False), Backbone(TINY_RANDOM, layer=1, lora=False)
+    assert len(lower.model.layers) == 1 and lower.config.num_hidden_layers == 1
     ids = torch.tensor([[5, 6, 7], [8, 9, 0]])
     mask = torch.tensor([[1, 1, 1], [1, 1, 0]])
-    assert backbone(ids, mask).shape == (2, 3, backbone.hidden_size)
+    assert lower(ids, mask).shape == (2, 3, lower.hidden_size)
+    # the kept layer computes what it computed inside the full model (then the final norm)
+    inner = full.model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1]
+    torch.testing.assert_close(lower(ids, mask), full.model.norm(inner))
+    with pytest.raises(ValueError, match="has 2 layers"):
+        Backbone(TINY_RANDOM, layer=3)
 
 
 def test_tiny_random_is_deterministic():
