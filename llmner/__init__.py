@@ -4,7 +4,11 @@ __version__ = "0.1.0"
 
 
 def load(ckpt_path: str):
-    """Rebuild a trained tagger from an llmner checkpoint (see ``llmner.builders.load``)."""
+    """Rebuild a trained model from an llmner checkpoint (see ``llmner.builders.load``).
+
+    Whatever its head (linear, CRF, generative), ``load(path).predict(["some text", ...])`` returns
+    one ``{type: [values]}`` dict per text.
+    """
     from llmner.builders import load as _load
 
     return _load(ckpt_path)

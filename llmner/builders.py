@@ -20,9 +20,16 @@ log = logging.getLogger(__name__)
 
 
 def build_model(cfg: DictConfig, tags: list[str]) -> TaggerModule:
-    """Backbone + head (sized for ``tags``) + loss + optimizer settings, from ``cfg``."""
+    """Backbone + head (sized for ``tags``) + loss + optimizer settings, from ``cfg``.
+
+    A causal-LM backbone (``backbone.causal_lm: true``) gets the generative head (``head=generative``,
+    built with the tokenizer) and ``model=generative`` (``llmner.generative.GenerativeModule``).
+    """
     backbone = instantiate(cfg.backbone)
-    head = instantiate(cfg.head)(hidden_size=backbone.hidden_size, tags=tags)
+    if cfg.backbone.get("causal_lm"):  # the generative head decodes with the LM head and the tokenizer
+        head = instantiate(cfg.head)(tokenizer=backbone.tokenizer, tags=tags)
+    else:
+        head = instantiate(cfg.head)(hidden_size=backbone.hidden_size, tags=tags)
     model = instantiate(cfg.model, backbone=backbone, head=head)
     # Set after instantiate: passed as an argument, its _target_ nodes would be instantiated too.
     model.run_config = OmegaConf.to_container(cfg, resolve=True)
@@ -55,21 +62,34 @@ def instantiate_dict(cfg: DictConfig | None) -> list:
     return [instantiate(c) for c in cfg.values() if c is not None and "_target_" in c]
 
 
-def write_test_outputs(output_dir: str | Path, model: TaggerModule, sentences: list, metrics: dict) -> None:
+def test_was_partial(trainer) -> bool:
+    """Whether the user limited the test loop (``fast_dev_run``, ``limit_test_batches``)."""
+    return bool(trainer.fast_dev_run) or trainer.limit_test_batches not in (1.0, None)
+
+
+def write_test_outputs(
+    output_dir: str | Path, model: TaggerModule, sentences: list, metrics: dict, partial: bool = False
+) -> None:
     """``metrics.json`` and ``test_predictions.conll`` in ``output_dir``.
 
+    Args:
+        partial: the test loop was limited on purpose; write the sentences that were predicted.
+
     Raises:
-        RuntimeError: if any test word lacks a prediction (it would be silent data loss).
+        RuntimeError: if a test word lacks a prediction in a full test (it would be silent data loss).
     """
     output_dir = Path(output_dir)
     output_dir.mkdir(parents=True, exist_ok=True)
     pred, gold = model.predictions.get("test", {}), model.gold.get("test", {})
     bad = [i for i, s in enumerate(sentences) if len(pred.get(i, [])) != len(s.tokens)]
-    if bad:
+    if bad and not partial:
         raise RuntimeError(f"{len(bad)} test sentences lack a prediction for some word (first: #{bad[0]})")
+    if bad:
+        log.warning("the test loop was limited: %d of %d sentences predicted", len(sentences) - len(bad), len(sentences))
+    keep = [i for i in range(len(sentences)) if i not in set(bad)]
     write_conll(
         output_dir / "test_predictions.conll",
-        [s.tokens for s in sentences], [gold[i] for i in range(len(sentences))], [pred[i] for i in range(len(sentences))],
+        [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep],
     )
     write_metrics(output_dir / "metrics.json", metrics)
     log.info("wrote %s and %s", output_dir / "metrics.json", output_dir / "test_predictions.conll")

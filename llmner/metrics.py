@@ -43,3 +43,35 @@ def write_conll(path: str | Path, tokens: list[list[str]], gold: list[list[str]]
 def write_metrics(path: str | Path, metrics: dict[str, float]) -> None:
     """All final figures of a run as one JSON object, keys sorted."""
     Path(path).write_text(json.dumps(dict(sorted(metrics.items())), indent=2) + "\n")
+
+
+def _field_set(answers: dict[str, list]) -> set[tuple[str, str]]:
+    return {(k, " ".join(str(v).split())) for k, values in answers.items() for v in values if str(v).strip()}
+
+
+def field_scores(gold: list[dict[str, list]], pred: list[dict[str, list]], split: str,
+                 types: list[str] | None = None) -> dict[str, float]:
+    """Field-level precision/recall/F1 of ``(type, value)`` pairs, micro and per type.
+
+    Each sentence's answers are sets (a value listed twice counts once); values compare as text
+    with whitespace collapsed, so the integer 47 equals "47". Per-type figures cover ``types``
+    (default: every type seen). Names: ``split/field_f1``, ``split/field_f1_<Type>``, ...
+    """
+    counts: dict[str | None, list[int]] = {}  # type (None: all) -> [tp, fp, fn]
+    for g, p in zip(gold, pred, strict=True):
+        gs, ps = _field_set(g), _field_set(p)
+        for pairs, slot in ((gs & ps, 0), (ps - gs, 1), (gs - ps, 2)):
+            for label, _ in pairs:
+                for key in (None, label):
+                    counts.setdefault(key, [0, 0, 0])[slot] += 1
+    labels = types if types is not None else sorted(k for k in counts if k is not None)
+    out: dict[str, float] = {}
+    for key in [None, *labels]:
+        tp, fp, fn = counts.get(key, [0, 0, 0])
+        precision = tp / (tp + fp) if tp + fp else 0.0
+        recall = tp / (tp + fn) if tp + fn else 0.0
+        f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+        suffix = "" if key is None else f"_{key}"
+        out |= {f"{split}/field_precision{suffix}": precision, f"{split}/field_recall{suffix}": recall,
+                f"{split}/field_f1{suffix}": f1}
+    return out

@@ -121,6 +121,45 @@ class TaggerModule(L.LightningModule):
     def on_test_epoch_end(self) -> None:
         self._eval_epoch_end("test")
 
+    # --- prediction on raw text ------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, texts: list[str], batch_size: int = 16) -> list[dict[str, list[str]]]:
+        """Entities of each text as ``{type: [text slices]}`` (every type of the tag set, values once each).
+
+        Words come from a regex tokenizer that keeps character offsets (``llmner.data.chat.word_offsets``);
+        long texts are split into overlapping windows exactly as in training (the run's
+        ``data.max_length`` and ``data.context_words``), so every word gets a prediction.
+        """
+        from llmner.data.alignment import encode_sentence, encode_words, special_affixes
+        from llmner.data.chat import spans_to_answers, word_offsets
+        from llmner.data.datamodule import collate
+
+        data = self.run_config.get("data", {})
+        max_length, context = data.get("max_length") or 256, data.get("context_words") or 16
+        tokenizer = self.backbone.tokenizer
+        prefix, suffix = special_affixes(tokenizer)
+        pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else (tokenizer.eos_token_id or 0)
+        keys = sorted({t[2:] for t in self.tags if t != "O"})
+        was_training = self.training
+        self.eval()
+        out = []
+        for text in texts:
+            offsets = word_offsets(text)
+            words = [text[s:e] for s, e in offsets]
+            tags: list[str] = []
+            if words:
+                windows = encode_sentence(encode_words(tokenizer, words), [0] * len(words), 0, prefix, suffix, max_length, context)
+                parts = []
+                for i in range(0, len(windows), batch_size):
+                    chunk = windows[i : i + batch_size]
+                    batch = {k: v.to(self.device) for k, v in collate(chunk, pad_id).items()}
+                    pred = self.head.decode(self(batch), batch["word_mask"])
+                    parts += [(w.offset, p) for w, p in zip(chunk, pred)]
+                tags = [self.tags[t] for _, p in sorted(parts, key=lambda x: x[0]) for t in p]
+            out.append(spans_to_answers(text, offsets, tags, keys))
+        self.train(was_training)
+        return out
+
     # --- optimisation ---------------------------------------------------------------------
     def configure_optimizers(self):
         backbone = [p for p in self.backbone.parameters() if p.requires_grad]

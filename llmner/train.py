@@ -11,7 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from llmner.builders import build_model, instantiate_dict, write_test_outputs
+from llmner.builders import build_model, instantiate_dict, test_was_partial, write_test_outputs
 from llmner.data.schema import DataError
 
 log = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
         metrics["test/seconds"] = time.perf_counter() - start  # the whole test pass: throughput
         metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        write_test_outputs(cfg.paths.output_dir, model, datamodule.sentences["test"], metrics)
+        write_test_outputs(cfg.paths.output_dir, model, datamodule.sentences["test"], metrics, test_was_partial(trainer))
     return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}
 
 

@@ -24,11 +24,14 @@ def test_default_config_composes(tmp_path):
 
 @pytest.mark.parametrize("experiment", EXPERIMENTS)
 def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
-    overrides = [f"experiment={experiment}", "backbone=tiny_random", "trainer.fast_dev_run=true",
+    overrides = [f"experiment={experiment}", "backbone=tiny_random", "backbone.layer=-1", "trainer.fast_dev_run=true",
                  "trainer.accelerator=cpu", "data.max_eval_samples=8"]
     cfg = compose_config(overrides, tmp_path)
-    if cfg.data.corpus._target_.endswith("ConllCorpus"):
+    corpus = cfg.data.get("corpus", {}).get("_target_", "")
+    if corpus.endswith("ConllCorpus"):
         cfg.data.path = str(tiny_conll)
+    elif corpus.endswith("CrimeCorpus"):  # generated on the fly: keep it small
+        cfg.data.corpus.update(num_train=16, num_validation=4, num_test=4)
     metrics, objects = train(cfg)
     assert "test/f1" in metrics
     assert (tmp_path / "test_predictions.conll").is_file()

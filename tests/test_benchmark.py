@@ -1,0 +1,137 @@
+"""The benchmark entry point end to end on the tiny model, and the statistics of ``llmner.report`` on hand-made cases."""
+
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pandas as pd
+import pytest
+from seqeval.metrics import f1_score
+
+from llmner import report
+from llmner.benchmark import SelectionError, benchmark
+from tests.conftest import compose_config
+
+SYSTEMS = 'systems=[{name:linear,overrides:["head=linear"]},{name:crf,overrides:["head=crf"]}]'
+EXTRA = 'extra_overrides=["backbone=tiny_random","trainer.accelerator=cpu","data.batch_size=16","model.lr_backbone=5e-3","model.lr_head=5e-2"]'
+
+
+def bench_overrides(tiny_conll, steps=8):
+    return [SYSTEMS, EXTRA, f"data_path={tiny_conll}", f"max_steps={steps}", "seeds=[1,2]", "bootstrap_samples=200"]
+
+
+# --- statistics on hand-made cases ---------------------------------------------------------
+GOLD = [["B-PER", "I-PER", "O", "B-LOC"], ["O", "B-ORG", "O"], ["B-LOC", "O"], ["O", "O"]] * 50
+
+
+def corrupt(tags, rate, seed):
+    """Replace each sentence's first tag by ``O`` with probability ``rate``."""
+    rng = np.random.default_rng(seed)
+    return [["O"] + t[1:] if rng.random() < rate else list(t) for t in tags]
+
+
+def test_sentence_counts_give_seqeval_f1():
+    pred = corrupt(GOLD, 0.3, 0)
+    counts = report.sentence_counts(GOLD, pred)
+    assert report.f1_from_counts(counts.sum(0)) == pytest.approx(f1_score(GOLD, pred))
+
+
+def test_bootstrap_and_ttest_find_no_difference_between_identical_systems():
+    a = [report.sentence_counts(GOLD, corrupt(GOLD, 0.3, s)) for s in (1, 2, 3)]
+    out = report.paired_bootstrap(a, a, samples=300)
+    assert out["delta"] == 0 and out["p"] > 0.99
+    assert report.paired_ttest([0.8, 0.82, 0.81], [0.8, 0.82, 0.81]) == 1.0
+
+
+def test_bootstrap_and_ttest_find_a_clear_difference():
+    good = [report.sentence_counts(GOLD, corrupt(GOLD, 0.02, s)) for s in (1, 2, 3)]
+    bad = [report.sentence_counts(GOLD, corrupt(GOLD, 0.5, s)) for s in (1, 2, 3)]
+    out = report.paired_bootstrap(good, bad, samples=300)
+    assert out["delta"] > 0.1 and out["p"] < 0.01 and out["ci_low"] > 0
+    assert report.paired_ttest([0.90, 0.91, 0.92], [0.70, 0.72, 0.70]) < 0.01
+    assert np.isnan(report.paired_ttest([0.9], [0.7]))  # one seed: no test
+
+
+def test_bootstrap_refuses_different_test_sets():
+    with pytest.raises(ValueError, match="different test sets"):
+        report.paired_bootstrap([np.zeros((3, 3))], [np.zeros((4, 3))])
+
+
+# --- the entry point -------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def bench(tiny_conll, tmp_path_factory):
+    out = tmp_path_factory.mktemp("bench")
+    cfg = compose_config(bench_overrides(tiny_conll), out, config_name="benchmark")
+    return out, benchmark(cfg)
+
+
+def test_benchmark_writes_results_summary_tests_and_plots(bench):
+    out, summary = bench
+    results = pd.read_csv(out / "results.csv")
+    assert len(results) == 4 and set(results["system"]) == {"linear", "crf"} and set(results["seed"]) == {1, 2}
+    assert (results["train/steps"] == 8).all()  # the same budget for every system
+    assert (results["test/sentences"] == 40).all() and (results["test/sentences_per_second"] > 0).all()
+    assert (results["memory/peak_mb"] > 0).all() and (results["params/trainable"] > 0).all()
+    for system, seed in (("linear", 1), ("crf", 2)):
+        run = out / system / f"seed{seed}"
+        assert json.loads((run / "metrics.json").read_text())["test/f1"] >= 0
+        assert (run / "test_predictions.conll").exists()
+    # the linear and CRF heads differ in their parameters (the CRF's transitions)
+    assert results.groupby("system")["params/trainable"].first()["crf"] > results.groupby("system")["params/trainable"].first()["linear"]
+    assert list(summary["system"]) == ["linear", "crf"]
+    assert {"test_f1_mean", "test_f1_sd", "f1_PER", "f1_LOC", "f1_ORG", "precision", "recall", "train_seconds",
+            "test_sentences_per_s", "trainable_params", "peak_memory_mb"} <= set(summary.columns)
+    assert pd.read_csv(out / "summary.csv")["test_f1_mean"].tolist() == pytest.approx(summary["test_f1_mean"].tolist())
+    comparisons = pd.read_csv(out / "comparisons.csv")
+    assert len(comparisons) == 1 and 0 < comparisons["bootstrap_p"][0] <= 1
+    text = (out / "summary.md").read_text()
+    assert "| linear |" in text and "## Paired tests" in text and " ± " in text
+    for png in ("f1_by_type.png", "f1_vs_time.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_report_recomputes_the_summary_from_the_run_folders(bench):
+    out, summary = bench
+    (out / "summary.csv").unlink()
+    report.main(["benchmark", str(out), "--samples", "50"])
+    again = pd.read_csv(out / "summary.csv")
+    assert again["test_f1_mean"].tolist() == pytest.approx(summary["test_f1_mean"].tolist())
+
+
+def test_a_finished_run_is_not_trained_again(bench, tiny_conll):
+    out, summary = bench
+    cfg = compose_config(bench_overrides(tiny_conll), out, config_name="benchmark")
+    before = (out / "crf" / "seed1" / "metrics.json").stat().st_mtime
+    again = benchmark(cfg)
+    assert (out / "crf" / "seed1" / "metrics.json").stat().st_mtime == before
+    assert again["test_f1_mean"].tolist() == pytest.approx(summary["test_f1_mean"].tolist())
+
+
+@pytest.mark.parametrize("override", [
+    "optimized_metric=test/f1",
+    'extra_overrides=["callbacks.model_checkpoint.monitor=test/f1"]',
+])
+def test_selection_on_test_is_refused_before_training(tiny_conll, tmp_path, override):
+    cfg = compose_config(bench_overrides(tiny_conll) + [override], tmp_path, config_name="benchmark")
+    with pytest.raises(SelectionError, match="selects on the test set"):
+        benchmark(cfg)
+    assert not (tmp_path / "linear").exists()
+
+
+def test_command_line_refuses_selection_on_test_with_a_clear_message(tiny_conll, tmp_path):
+    proc = subprocess.run(
+        [sys.executable, "-m", "llmner.benchmark", *bench_overrides(tiny_conll), "optimized_metric=test/f1",
+         f"hydra.run.dir={tmp_path}"],
+        capture_output=True, text=True, timeout=300,
+    )
+    assert proc.returncode != 0
+    assert "optimized_metric=test/f1 selects on the test set" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_a_system_cannot_change_the_shared_budget(tiny_conll, tmp_path):
+    cheat = 'systems=[{name:a,overrides:["head=crf","trainer.max_steps=1000"]}]'
+    cfg = compose_config(bench_overrides(tiny_conll) + [cheat], tmp_path, config_name="benchmark")
+    with pytest.raises(ValueError, match="budget and seeds are the benchmark's"):
+        benchmark(cfg)

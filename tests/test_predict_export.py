@@ -1,0 +1,115 @@
+"""Both head families end to end on the tiny random Llama: train -> save -> load -> predict (API and CLI)
+-> export -> reload with plain transformers."""
+
+import json
+import subprocess
+import sys
+
+import pytest
+import torch
+
+import llmner
+from llmner.data.chat import spans_to_answers
+from llmner.export import export
+from llmner.train import train
+from tests.conftest import TINY, compose_config
+
+TAG = ["head=linear", "model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=16", "trainer.max_epochs=1"]
+GEN = ["model=generative", "data.batch_size=4", "data.eval_batch_size=4", "trainer.max_steps=4",
+       "trainer.val_check_interval=4", "data.max_train_samples=16", "data.max_eval_samples=4",
+       "data.max_test_samples=4", "head.max_new_tokens=32", "model.lr=1e-3"]
+
+
+def compose_tiny(overrides, out):
+    """The tiny config without any default experiment (train.yaml may name one)."""
+    try:
+        return compose_config(["~experiment"] + overrides, out)
+    except Exception:  # no experiment selected by default: nothing to delete
+        return compose_config(overrides, out)
+
+
+@pytest.fixture(scope="module", params=["tagger", "generative"])
+def run(request, tiny_conll, tmp_path_factory):
+    out = tmp_path_factory.mktemp(request.param)
+    extra = TAG if request.param == "tagger" else GEN
+    cfg = compose_tiny(TINY + extra + [f"data.path={tiny_conll}"], out)
+    metrics, objects = train(cfg)
+    return request.param, out, metrics, objects
+
+
+def test_metrics_and_outputs(run):
+    kind, out, metrics, objects = run
+    assert (out / "metrics.json").is_file() and (out / "test_predictions.conll").is_file()
+    assert "test/f1" in metrics and "test/f1" in json.loads((out / "metrics.json").read_text())
+    if kind == "generative":
+        assert metrics["test/parse_rate"] == 1.0 and metrics["test/schema_rate"] == 1.0  # constrained
+        assert {"test/field_f1", "test/field_f1_PER", "test/unconstrained_parse_rate", "val/f1"} <= set(metrics)
+        model = objects["model"]
+        trainable = {n for n, p in model.named_parameters() if p.requires_grad}
+        assert trainable and all("lora_" in n for n in trainable)  # only the adapters train
+
+
+def test_loaded_checkpoint_predicts_what_the_run_predicted(run):
+    kind, out, metrics, objects = run
+    ckpt = objects["best_ckpt"] or str(out / "checkpoints" / "last.ckpt")
+    model = llmner.load(ckpt)
+    dm = objects["datamodule"]
+    sentences = dm.sentences["test"]
+    if kind == "tagger":
+        texts = [" ".join(s.tokens) for s in sentences[:5]]
+        got = model.predict(texts)
+        keys = sorted({t[2:] for t in model.tags if t != "O"})
+        for i, (text, entities) in enumerate(zip(texts, got)):
+            words = sentences[i].tokens
+            offsets, pos = [], 0
+            for w in words:
+                offsets.append((pos, pos + len(w)))
+                pos += len(w) + 1
+            assert entities == spans_to_answers(text, offsets, objects["model"].predictions["test"][i], keys)
+    else:
+        # the same batch as the test loop (longest text first), so the same padding
+        examples = sorted(dm.examples("test"), key=lambda e: -len(e.text))
+        got = model.predict([e.text for e in examples])
+        assert got == [objects["model"].answers["test"][e.index] for e in examples]
+        assert all(list(g) == model.keys for g in got)
+    assert model.predict([]) == []
+
+
+def test_predict_cli_text_file_and_stdin(run, tmp_path):
+    kind, out, _, objects = run
+    ckpt = str(out / "checkpoints" / "last.ckpt")
+    texts = ["John Smith visited Paris on Monday .", "the Red Cross said Anna Berg will lead it ."]
+    (tmp_path / "in.txt").write_text("\n".join(texts) + "\n")
+    common = [sys.executable, "-m", "llmner.predict", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'h'}"]
+    one = subprocess.run(common + [f"text='{texts[0]}'"], capture_output=True, text=True, timeout=300)
+    assert one.returncode == 0, one.stderr
+    many = subprocess.run(common + [f"file={tmp_path / 'in.txt'}"], capture_output=True, text=True, timeout=300)
+    piped = subprocess.run(common, input="\n".join(texts) + "\n", capture_output=True, text=True, timeout=300)
+    lines = [json.loads(l) for l in many.stdout.splitlines()]
+    expected = llmner.load(ckpt).predict(texts)
+    assert lines == expected and [json.loads(l) for l in piped.stdout.splitlines()] == expected
+    if kind == "tagger":  # a single text is batched alone: the tag heads give the same answer
+        assert json.loads(one.stdout) == expected[0]
+    assert all(isinstance(v, list) for d in lines for v in d.values())
+
+
+def test_export_loads_without_llmner(run, tmp_path):
+    from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
+
+    kind, out, _, objects = run
+    model = llmner.load(str(out / "checkpoints" / "last.ckpt"))
+    export(out / "checkpoints" / "last.ckpt", tmp_path / "export")
+    tok = AutoTokenizer.from_pretrained(tmp_path / "export")
+    ids = tok("John Smith visited Paris", return_tensors="pt")
+    with torch.no_grad():
+        if kind == "generative":
+            plain = AutoModelForCausalLM.from_pretrained(tmp_path / "export")
+            ours = model.backbone.model(**ids).logits
+            assert torch.allclose(plain(**ids).logits, ours, atol=1e-4)  # the adapter is merged in
+            assert json.loads((tmp_path / "export" / "llmner_prompt.json").read_text())["keys"] == model.keys
+        else:
+            plain = AutoModel.from_pretrained(tmp_path / "export")
+            head = torch.load(tmp_path / "export" / "llmner_head.pt", weights_only=False)
+            assert head["tags"] == model.tags and set(head["state_dict"]) == set(model.head.state_dict())
+            hidden = model.backbone(ids["input_ids"], ids["attention_mask"])
+            assert torch.allclose(plain(**ids).last_hidden_state, hidden, atol=1e-4)
