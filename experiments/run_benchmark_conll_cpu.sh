@@ -8,8 +8,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 RUN_DIR=${RUN_DIR:-logs/benchmark/conll_cpu}
 mkdir -p "$(dirname "$RUN_DIR")"
-.venv/bin/python -m llmner.benchmark \
-  data_path=/work/shared/data/conll2003 \
+OMP_NUM_THREADS=${OMP_NUM_THREADS:-1} .venv/bin/python -m llmner.benchmark \
+  data_path=../shared/data/conll2003 \
   max_steps=100 'seeds=[1,2,3]' \
   'extra_overrides=["data.max_eval_samples=300","trainer.accelerator=cpu"]' \
   hydra.run.dir="$RUN_DIR" "$@" 2>&1 | tee -a "$RUN_DIR.log"

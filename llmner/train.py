@@ -11,7 +11,7 @@ import lightning as L
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from llmner.builders import build_model, instantiate_dict, test_was_partial, write_test_outputs
+from llmner.builders import SelectionError, build_model, check_selection, instantiate_dict, test_was_partial, write_test_outputs
 from llmner.data.schema import DataError
 
 log = logging.getLogger(__name__)
@@ -23,6 +23,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     Returns:
         The final metrics (also written to ``metrics.json``) and the built objects.
     """
+    check_selection(cfg, "train")
     L.seed_everything(cfg.seed, workers=True)
     datamodule = instantiate(cfg.data)
     model = build_model(cfg, datamodule.tags)
@@ -58,9 +59,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 def main(cfg: DictConfig) -> float | None:
     try:
         metrics, _ = train(cfg)
-    except DataError as err:  # a user's data mistake: the message says where; no traceback
+    except (DataError, SelectionError) as err:  # a user's mistake: the message says where; no traceback
         log.error("%s", err)
-        sys.exit(f"llmner: data error: {err}")
+        sys.exit(f"llmner: {err}")
     value = metrics.get(cfg.get("optimized_metric") or "")
     return value  # for sweepers
 
