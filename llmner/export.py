@@ -5,9 +5,10 @@ The LoRA adapter is merged into the backbone (``merge_and_unload``) and ``DIR`` 
 
 - generative head: ``AutoModelForCausalLM.from_pretrained(DIR)``; ``DIR/llmner_prompt.json`` holds
   the prompt format (style, keys, integer types) to ask it the same way;
-- tag heads: ``AutoModel.from_pretrained(DIR)`` gives the hidden states, and ``DIR/llmner_head.pt``
+- tag heads: ``AutoModel.from_pretrained(DIR)``'s ``last_hidden_state`` is what the head reads (a
+  backbone cut to ``backbone.layer`` layers is saved with just those), and ``DIR/llmner_head.pt``
   holds ``{"state_dict": head weights (linear layer, CRF transitions), "tags": [...],
-  "head": head config, "layer": hidden layer, "subword": "first"|"last"}``
+  "head": head config, "subword": "first"|"last"}``
   (``torch.load(DIR/"llmner_head.pt")``; the head classes are ``llmner.heads``).
 """
 
@@ -41,7 +42,7 @@ def export(ckpt_path: str | Path, out: str | Path) -> Path:
         (out / "llmner_prompt.json").write_text(json.dumps(prompt, indent=2) + "\n")
     else:
         torch.save({"state_dict": model.head.state_dict(), "tags": model.tags, "head": model.run_config.get("head"),
-                    "layer": backbone.layer, "subword": model.subword}, out / "llmner_head.pt")
+                    "subword": model.subword}, out / "llmner_head.pt")
     log.info("exported %s to %s", ckpt_path, out)
     return out
 

@@ -17,22 +17,14 @@ from tests.conftest import TINY, compose_config
 TAG = ["head=linear", "model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=16", "trainer.max_epochs=1"]
 GEN = ["model=generative", "data.batch_size=4", "data.eval_batch_size=4", "trainer.max_steps=4",
        "trainer.val_check_interval=4", "data.max_train_samples=16", "data.max_eval_samples=4",
-       "data.max_test_samples=4", "head.max_new_tokens=32", "model.lr=1e-3"]
-
-
-def compose_tiny(overrides, out):
-    """The tiny config without any default experiment (train.yaml may name one)."""
-    try:
-        return compose_config(["~experiment"] + overrides, out)
-    except Exception:  # no experiment selected by default: nothing to delete
-        return compose_config(overrides, out)
+       "data.max_test_samples=4", "head.max_new_tokens=48", "model.lr=1e-3"]
 
 
 @pytest.fixture(scope="module", params=["tagger", "generative"])
 def run(request, tiny_conll, tmp_path_factory):
     out = tmp_path_factory.mktemp(request.param)
     extra = TAG if request.param == "tagger" else GEN
-    cfg = compose_tiny(TINY + extra + [f"data.path={tiny_conll}"], out)
+    cfg = compose_config(TINY + extra + [f"data.path={tiny_conll}"], out)
     metrics, objects = train(cfg)
     return request.param, out, metrics, objects
 
