@@ -19,10 +19,9 @@ def test_smollm2_crf_learns_conll(tmp_path):
     cfg = compose_config([
         "experiment=conll_crf", "backbone=smollm2_135m", f"data.path={SHARED_CONLL}", "trainer.accelerator=cpu",
         "trainer.max_steps=150", "trainer.val_check_interval=150", "data.max_train_samples=1500",
-        "data.max_eval_samples=300", "data.max_test_samples=500", "model.lr_backbone=2e-4", "logger=null",
+        "data.max_eval_samples=300", "data.max_test_samples=500", "model.lr_backbone=2e-4",
     ], tmp_path)
     metrics, _ = train(cfg)
     saved = json.loads((tmp_path / "metrics.json").read_text())
     # An all-O tagger scores 0; 150 steps of LoRA + CRF reach well above that.
     assert saved["test/f1"] > 0.25, saved
-    assert saved["test/accuracy"] > 0.85
