@@ -29,11 +29,12 @@ from llmner.data.chat import (
 )
 from llmner.heads.generative import JsonDecoder, parse_answer
 from llmner.metrics import entity_scores, field_scores
+from llmner.module import TrainedWeightsCheckpoint, warmup_then_decay
 
 log = logging.getLogger(__name__)
 
 
-class GenerativeModule(L.LightningModule):
+class GenerativeModule(TrainedWeightsCheckpoint, L.LightningModule):
     """Fine-tunes a causal LM (with LoRA) to answer NER questions in JSON, and scores its answers.
 
     Args:
@@ -262,29 +263,7 @@ class GenerativeModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             return optimizer
-        warmup = min(self.warmup_steps, int(total))
-
-        def factor(step: int) -> float:  # linear warm-up, then linear decay to 0 (the recipe's schedule)
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    # --- checkpoints: the adapter, plus the config to rebuild the rest ---------------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("llmner", {})
-        if saved.get("tags") and saved["tags"] != self.tags:
-            raise ValueError(f"checkpoint tags {saved['tags']} differ from the model's {self.tags}")
-        missing = [n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"]]
-        if missing:
-            raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+        return warmup_then_decay(optimizer, total, min(self.warmup_steps, int(total)))  # the recipe's schedule
 
 
 __all__ = ["GenerativeModule", "sentence_to_example", "word_offsets"]

@@ -17,7 +17,37 @@ from llmner.metrics import entity_scores
 log = logging.getLogger(__name__)
 
 
-class TaggerModule(L.LightningModule):
+def warmup_then_decay(optimizer: torch.optim.Optimizer, total: int, warmup: int) -> dict:
+    """Lightning's optimizer config with a per-step linear warm-up over ``warmup`` steps, then linear decay to 0."""
+
+    def factor(step: int) -> float:
+        if step < warmup:
+            return (step + 1) / warmup
+        return max(0.0, (total - step) / max(1, total - warmup))
+
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+
+class TrainedWeightsCheckpoint:
+    """Checkpoint hooks shared by llmner's LightningModules (which define ``tags`` and ``run_config``):
+    a checkpoint keeps what was trained (adapters, head, CRF) plus the config to rebuild the rest."""
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("llmner", {})
+        if saved.get("tags") and saved["tags"] != self.tags:
+            raise ValueError(f"checkpoint tags {saved['tags']} differ from the model's {self.tags}")
+        missing = [n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"]]
+        if missing:
+            raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+
+
+class TaggerModule(TrainedWeightsCheckpoint, L.LightningModule):
     """Trains and evaluates a word tagger on top of a (LoRA-adapted) backbone.
 
     Args:
@@ -171,26 +201,4 @@ class TaggerModule(L.LightningModule):
         total = self.trainer.estimated_stepping_batches
         if not math.isfinite(total):
             return optimizer
-        warmup = int(self.warmup_ratio * total)
-
-        def factor(step: int) -> float:  # linear warm-up, then linear decay to 0
-            if step < warmup:
-                return (step + 1) / warmup
-            return max(0.0, (total - step) / max(1, total - warmup))
-
-        scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    # --- checkpoints: what was trained, plus the config to rebuild the rest ------------------
-    def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
-        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags}
-
-    def on_load_checkpoint(self, checkpoint: dict) -> None:
-        saved = checkpoint.get("llmner", {})
-        if saved.get("tags") and saved["tags"] != self.tags:
-            raise ValueError(f"checkpoint tags {saved['tags']} differ from the model's {self.tags}")
-        missing = [n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"]]
-        if missing:
-            raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+        return warmup_then_decay(optimizer, total, int(self.warmup_ratio * total))
