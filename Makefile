@@ -1,8 +1,10 @@
-# make train   set up .venv (offline backbones included) and run the default training job
+# make train   set up .venv (offline backbones included) and run the offline CPU job (experiment=crime_crf_cpu)
+#              another recipe: make train EXPERIMENT=conll_crf; more overrides: make train ARGS="trainer.max_steps=200"
 # make test    set up .venv and run the tests (slow ones: make test ARGS="-m slow")
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
+EXPERIMENT ?= crime_crf_cpu
 
 .PHONY: setup train test
 setup: $(VENV)/.installed
@@ -18,7 +20,7 @@ $(VENV)/.installed: pyproject.toml
 	touch $@
 
 train: setup
-	$(PY) -m llmner.train $(ARGS)
+	$(PY) -m llmner.train experiment=$(EXPERIMENT) $(ARGS)
 
 test: setup
 	$(PY) -m pytest $(ARGS)

@@ -14,7 +14,6 @@ import gc
 import json
 import logging
 import resource
-import sys
 import time
 from pathlib import Path
 
@@ -25,8 +24,9 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llmner import report
-from llmner.builders import SelectionError, check_selection  # noqa: F401 (re-exported)
+from llmner import cli, report
+from llmner.errors import ConfigError
+from llmner.guards import check_selection
 from llmner.train import train
 
 log = logging.getLogger(__name__)
@@ -115,10 +115,10 @@ def benchmark(cfg: DictConfig) -> pd.DataFrame:
     check_selection(cfg, "benchmark config")
     names = [s.name for s in cfg.systems]
     if len(set(names)) != len(names):
-        raise ValueError(f"system names must be unique, got {names}")
+        raise ConfigError(f"system names must be unique, got {names}")
     for system in cfg.systems:  # fail on a bad override before hours of training, not after
         if any(o.split("=", 1)[0].lstrip("+~") in ("trainer.max_steps", "seed") for o in system.overrides):
-            raise ValueError(f"system {system.name}: the budget and seeds are the benchmark's (max_steps=, seeds=), "
+            raise ConfigError(f"system {system.name}: the budget and seeds are the benchmark's (max_steps=, seeds=), "
                              f"not a system's; got overrides {list(system.overrides)}")
         check_selection(compose_run(run_overrides(cfg, system, cfg.seeds[0])), f"system {system.name}")
     out = Path(cfg.paths.output_dir)
@@ -140,11 +140,7 @@ def benchmark(cfg: DictConfig) -> pd.DataFrame:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="benchmark.yaml")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        summary = benchmark(cfg)
-    except SelectionError as err:
-        log.error("%s", err)
-        sys.exit(f"llmner.benchmark: {err}")
+    summary = cli.run("benchmark", lambda: benchmark(cfg))
     return float(summary["val_f1"].max())  # for sweepers: the best system's mean val/f1
 
 

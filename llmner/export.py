@@ -23,6 +23,7 @@ import hydra
 import torch
 from omegaconf import DictConfig
 
+from llmner import cli
 from llmner.builders import load
 
 log = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def export(ckpt_path: str | Path, out: str | Path) -> Path:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
-    export(cfg.ckpt_path, cfg.out)
+    cli.run("export", lambda: export(cfg.ckpt_path, cfg.out))
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Iterable, Iterator
 import hydra
 from omegaconf import DictConfig
 
+from llmner import cli
 from llmner.builders import load
 
 log = logging.getLogger(__name__)
@@ -53,7 +54,7 @@ def predict(cfg: DictConfig, out=sys.stdout) -> list[dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="predict.yaml")
 def main(cfg: DictConfig) -> None:
-    predict(cfg)
+    cli.run("predict", lambda: predict(cfg))
 
 
 if __name__ == "__main__":

@@ -3,18 +3,45 @@
 from __future__ import annotations
 
 import logging
-import sys
-import time
 
 import hydra
 import lightning as L
 from hydra.utils import instantiate
-from omegaconf import DictConfig, OmegaConf
+from lightning.pytorch.callbacks import ModelCheckpoint
+from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llmner.builders import SelectionError, build_model, check_selection, instantiate_dict, test_was_partial, write_test_outputs
-from llmner.data.schema import DataError
+from llmner import cli
+from llmner.builders import build_model, count_parameters, instantiate_dict
+from llmner.callbacks import RunOutputs
+from llmner.checkpoint import read_checkpoint
+from llmner.guards import check_selection
 
 log = logging.getLogger(__name__)
+
+
+def apply_budget(trainer_cfg: DictConfig) -> None:
+    """Make the budget and the validation schedule mean what the trainer config says.
+
+    - A step budget decides alone: ``max_steps > 0`` lifts the epoch limit (``max_epochs=-1``).
+    - An integer ``val_check_interval`` counts training batches across epochs
+      (``check_val_every_n_epoch=None``), so an interval longer than a small corpus's epoch still
+      validates every that many batches instead of being refused by Lightning.
+    """
+    with open_dict(trainer_cfg):
+        if (trainer_cfg.get("max_steps") or -1) > 0 and trainer_cfg.get("max_epochs") not in (None, -1):
+            log.info("trainer.max_steps=%d is the budget; trainer.max_epochs=%s is lifted", trainer_cfg.max_steps, trainer_cfg.max_epochs)
+            trainer_cfg.max_epochs = -1
+        interval = trainer_cfg.get("val_check_interval")
+        if isinstance(interval, int) and not isinstance(interval, bool) and trainer_cfg.get("check_val_every_n_epoch") is not None:
+            trainer_cfg.check_val_every_n_epoch = None
+
+
+def best_checkpoint(trainer: L.Trainer) -> str | None:
+    """The best-``val/f1`` checkpoint the run saved (``None`` when none was, e.g. ``fast_dev_run``)."""
+    for cb in trainer.checkpoint_callbacks:
+        if isinstance(cb, ModelCheckpoint) and cb.monitor and cb.best_model_path:
+            return cb.best_model_path
+    return None
 
 
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
@@ -24,46 +51,43 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         The final metrics (also written to ``metrics.json``) and the built objects.
     """
     check_selection(cfg, "train")
-    L.seed_everything(cfg.seed, workers=True)
+    apply_budget(cfg.trainer)
+    resume = cfg.get("ckpt_path")
+    if resume:  # a clear error now for a missing or foreign file, not Lightning's traceback later
+        step = read_checkpoint(resume).get("global_step", 0)
+        log.info("%s %s at step %d", "resuming from" if cfg.train else "testing", resume, step)
+    L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
+    with open_dict(cfg):  # raw text at prediction time is split as the training corpus was
+        cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
     model = build_model(cfg, datamodule.tags)
-    datamodule.tokenizer = model.backbone.tokenizer
+    datamodule.encoder = model.encoder
+    n_train, n_all = count_parameters(model)
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
+    outputs = RunOutputs(cfg.paths.output_dir)
     loggers = instantiate_dict(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=instantiate_dict(cfg.get("callbacks")), logger=loggers or False)
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
+                                     logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
-    metrics: dict[str, float] = {}
     best = None
     if cfg.train:
-        start = time.perf_counter()
-        trainer.fit(model, datamodule=datamodule, ckpt_path=cfg.get("ckpt_path"))
-        metrics["train/seconds"] = time.perf_counter() - start
-        metrics["train/steps"] = trainer.global_step
-        best = trainer.checkpoint_callback.best_model_path if trainer.checkpoint_callback else None
-        best = best or None  # "" when no checkpoint was saved (e.g. fast_dev_run)
+        trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
+        best = best_checkpoint(trainer)
         log.info("best checkpoint: %s", best)
-        trainer.validate(model, datamodule=datamodule, ckpt_path=best)
-        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("val/")}
+        trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     if cfg.test:
-        ckpt = best if cfg.train else cfg.get("ckpt_path")
-        start = time.perf_counter()
-        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt)
-        metrics["test/seconds"] = time.perf_counter() - start  # the whole test pass: throughput
-        metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith("test/")}
-        write_test_outputs(cfg.paths.output_dir, model, datamodule.sentences["test"], metrics, test_was_partial(trainer))
-    return metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}
+        ckpt = best if cfg.train else resume
+        trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
+    outputs.report()
+    return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    try:
-        metrics, _ = train(cfg)
-    except (DataError, SelectionError) as err:  # a user's mistake: the message says where; no traceback
-        log.error("%s", err)
-        sys.exit(f"llmner: {err}")
-    value = metrics.get(cfg.get("optimized_metric") or "")
-    return value  # for sweepers
+    metrics, _ = cli.run("train", lambda: train(cfg))
+    return metrics.get(cfg.get("optimized_metric") or "")  # for sweepers
 
 
 if __name__ == "__main__":

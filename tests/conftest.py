@@ -67,7 +67,6 @@ def compose_config(overrides: list[str], output_dir: Path, config_name: str = "t
 
 
 TINY = [
-    "~experiment",  # the default experiment (the offline crime job) would carry its budget along
     "backbone=tiny_random",
     "data=conll2003",
     "trainer.accelerator=cpu",

@@ -32,6 +32,13 @@ def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
         cfg.data.path = str(tiny_conll)
     elif corpus.endswith("CrimeCorpus"):  # generated on the fly: keep it small
         cfg.data.corpus.update(num_train=16, num_validation=4, num_test=4)
+    if cfg.model._target_.endswith("GenerativeModule"):  # decoding dominates: fewer questions, no second pass
+        cfg.head.check_unconstrained = False
+        cfg.head.max_new_tokens = 24 if cfg.model.prompt.style == "per_type" else 48  # one key, or all four
+        cfg.data.eval_batch_size = 2
+        types = cfg.model.prompt.get("types")
+        if types:
+            cfg.model.prompt.types = [t for t in types if t in list(types)[:2] or t in cfg.model.prompt.integer_types]
     metrics, objects = train(cfg)
     assert "test/f1" in metrics
     assert (tmp_path / "test_predictions.conll").is_file()

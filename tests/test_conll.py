@@ -55,3 +55,12 @@ def test_hub_rows_with_classlabel_tags():
     ds = datasets.Dataset.from_dict({"tokens": [["Peter", "Blackburn"], []], "ner_tags": [[1, 2], []]}, features=features)
     sents = sentences_from_hf(ds, source="hub:train")
     assert len(sents) == 1 and sents[0].tags == ["B-PER", "I-PER"]
+
+
+def test_non_utf8_byte_names_file_line_and_byte(tmp_path):
+    f = tmp_path / "train.txt"
+    f.write_bytes("\ufeffEU B-ORG\n\nM\u00fcller B-PER\n".encode("utf-8") + b"Z\xfcrich B-LOC\n")
+    with pytest.raises(DataError, match=r"train.txt:4: not UTF-8 text \(byte 0xfc at column 2\)"):
+        read_conll(f)
+    f.write_bytes("\ufeffEU B-ORG\n\nM\u00fcller B-PER\n".encode("utf-8"))  # a BOM and UTF-8 are fine
+    assert [s.tokens for s in read_conll(f)] == [["EU"], ["M\u00fcller"]]

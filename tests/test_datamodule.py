@@ -2,8 +2,8 @@ import random
 
 import torch
 
-from llmner.data.alignment import EncodedWindow
-from llmner.data.datamodule import BucketBatchSampler, collate
+from llmner.data.alignment import EncodedWindow, WindowEncoder
+from llmner.data.datamodule import BucketBatchSampler
 
 
 def test_bucket_sampler_covers_each_window_once_with_similar_lengths():
@@ -21,7 +21,9 @@ def test_bucket_sampler_covers_each_window_once_with_similar_lengths():
 def test_collate_pads_and_masks():
     a = EncodedWindow([1, 2, 3, 4], first=[0, 2], last=[1, 3], labels=[1, 0], sentence=0, offset=0)
     b = EncodedWindow([5], first=[0], last=[0], labels=[2], sentence=1, offset=3)
-    batch = collate([a, b], pad_id=9)
+    encoder = WindowEncoder.__new__(WindowEncoder)  # collate needs only the pad id
+    encoder.pad_id = 9
+    batch = encoder.collate([a, b])
     assert batch["input_ids"].tolist() == [[1, 2, 3, 4], [5, 9, 9, 9]]
     assert batch["attention_mask"].tolist() == [[1, 1, 1, 1], [1, 0, 0, 0]]
     assert batch["word_mask"].tolist() == [[True, True], [True, False]]

@@ -2,12 +2,14 @@
 
 import json
 import random
+import zlib
 
 import pytest
 import torch
 
 from llmner.backbone import TINY_RANDOM, resolve_source
-from llmner.data.chat import ChatFormat, encode_chat, sentence_to_example, spans_to_answers, values_to_tags, word_offsets
+from llmner.data.chat import ChatFormat, encode_chat, sentence_to_example
+from llmner.data.text import spans_to_answers, split_words, values_to_tags
 from llmner.data.schema import Sentence
 from llmner.heads.generative import AnswerGrammar, JsonDecoder, parse_answer
 from llmner.metrics import field_scores
@@ -96,7 +98,7 @@ def check(raw, keys, integer, text):
 
 
 @pytest.mark.parametrize("adversary", ["random", "close_brace", "garbage", "quote_backslash", "long_strings"])
-def test_every_output_parses_with_exactly_the_schema(decoder, tokenizer, adversary):
+def test_every_output_parses_with_exactly_the_schema(decoder, tokenizer, adversary, monkeypatch):
     V = len(tokenizer)
     favourite = {
         "close_brace": tokenizer.convert_tokens_to_ids("}"),
@@ -104,7 +106,7 @@ def test_every_output_parses_with_exactly_the_schema(decoder, tokenizer, adversa
         "quote_backslash": tokenizer.convert_tokens_to_ids("\\"),
         "long_strings": tokenizer.convert_tokens_to_ids("o"),
     }
-    g = torch.Generator().manual_seed(hash(adversary) % 1000)
+    g = torch.Generator().manual_seed(zlib.crc32(adversary.encode()))  # the same in every process
 
     def pick(step, B):
         scores = torch.randn(B, V, generator=g) * 3
@@ -117,11 +119,10 @@ def test_every_output_parses_with_exactly_the_schema(decoder, tokenizer, adversa
 
     keys, integer = ["PER", "AGE"], {"AGE"}
     for steps in (40, 30, 22):  # budgets down to the bare minimum (22 tokens on the tiny vocabulary)
-        decoder.max_new_tokens = steps
+        monkeypatch.setattr(decoder, "max_new_tokens", steps)  # restored after the test, pass or fail
         texts = [TEXT, "x", "Mary Ann 5 55"]
         for text, raw in zip(texts, run_constraint(decoder, tokenizer, texts, keys, integer, pick, steps)):
             check(raw, keys, integer, text)
-    decoder.max_new_tokens = 40
 
 
 def test_string_values_are_substrings_of_the_text(decoder, tokenizer):
@@ -135,11 +136,10 @@ def test_string_values_are_substrings_of_the_text(decoder, tokenizer):
     assert all(v in TEXT for v in values if v)
 
 
-def test_budget_too_small_is_an_error(decoder, tokenizer):
-    decoder.max_new_tokens = 3
+def test_budget_too_small_is_an_error(decoder, tokenizer, monkeypatch):
+    monkeypatch.setattr(decoder, "max_new_tokens", 3)
     with pytest.raises(ValueError, match="max_new_tokens"):
         decoder.processor(["PER", "AGE"], set(), ["x"], 2, tokenizer.eos_token_id)
-    decoder.max_new_tokens = 40
 
 
 def test_grammar_by_hand():
@@ -180,7 +180,7 @@ def test_field_scores_by_hand():
 
 def test_values_to_tags_first_unused_occurrence_longest_first():
     text = "Paris Hilton left Paris for Paris Saint-Germain ."
-    offsets = word_offsets(text)
+    offsets = split_words(text)
     words = [text[s:e] for s, e in offsets]
     tags = values_to_tags(text, offsets, {"PER": ["Paris Hilton"], "LOC": ["Paris", "Paris"], "ORG": ["Paris Saint-Germain"]})
     assert list(zip(words, tags)) == [
@@ -188,7 +188,7 @@ def test_values_to_tags_first_unused_occurrence_longest_first():
         ("Paris", "B-ORG"), ("Saint", "I-ORG"), ("-", "I-ORG"), ("Germain", "I-ORG"), (".", "O"),
     ]
     # a value that is not in the text is skipped; one inside a word covers that word; deterministic
-    assert values_to_tags("Amsterdam is big", word_offsets("Amsterdam is big"), {"LOC": ["Rome", "dam"]}) == ["B-LOC", "O", "O"]
+    assert values_to_tags("Amsterdam is big", split_words("Amsterdam is big"), {"LOC": ["Rome", "dam"]}) == ["B-LOC", "O", "O"]
     # and back again
     assert spans_to_answers(text, offsets, tags, ["LOC", "ORG", "PER"]) == {
         "LOC": ["Paris"], "ORG": ["Paris Saint-Germain"], "PER": ["Paris Hilton"]}

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import llmner
-from llmner.data.chat import spans_to_answers
+from llmner.data.text import spans_to_answers
 from llmner.export import export
 from llmner.train import train
 from tests.conftest import TINY, compose_config
@@ -60,7 +60,7 @@ def test_loaded_checkpoint_predicts_what_the_run_predicted(run):
             assert entities == spans_to_answers(text, offsets, objects["model"].predictions["test"][i], keys)
     else:
         # the same batch as the test loop (longest text first), so the same padding
-        examples = sorted(dm.examples("test"), key=lambda e: -len(e.text))
+        examples = [it.example for it in sorted(dm.items["test"], key=lambda it: -dm.encoder.length(it))]
         got = model.predict([e.text for e in examples])
         assert got == [objects["model"].answers["test"][e.index] for e in examples]
         assert all(list(g) == model.keys for g in got)

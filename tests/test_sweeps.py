@@ -19,7 +19,7 @@ def run(args, tmp_path):
 
 def test_optuna_sweep_maximises_val_f1_and_leaves_its_summary(tiny_conll, tmp_path):
     sweep = tmp_path / "sweep"
-    run(["llmner.train", "-m", "~experiment", "hparams_search=conll_optuna", f"data.path={tiny_conll}", "hydra.sweeper.n_trials=2",
+    run(["llmner.train", "-m", "hparams_search=conll_optuna", f"data.path={tiny_conll}", "hydra.sweeper.n_trials=2",
          f"hydra.sweep.dir={sweep}", "trainer.max_steps=6", "trainer.check_val_every_n_epoch=null",
          "trainer.val_check_interval=6", *TINY_BUDGET], tmp_path)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())

@@ -85,11 +85,11 @@ def test_resume_from_last_checkpoint(trained, tiny_conll, tmp_path):
 
 
 def test_long_sentences_are_windowed_and_every_word_predicted(tiny_conll, tmp_path):
-    cfg = compose_config(TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_epochs=1", "data.max_length=8", "data.context_words=2"], tmp_path)
+    cfg = compose_config(TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_epochs=1", "model.encoder.max_length=8", "model.encoder.context_words=2"], tmp_path)
     metrics, objects = train(cfg)
     dm = objects["datamodule"]
-    assert any(len(w.input_ids) == 8 for w in dm._windows["test"])
-    assert len(dm._windows["test"]) > len(dm.sentences["test"])
+    assert any(len(w.input_ids) == 8 for w in dm.items["test"])
+    assert len(dm.items["test"]) > len(dm.sentences["test"])
     preds = objects["model"].predictions["test"]
     assert [len(preds[i]) for i in range(len(dm.sentences["test"]))] == [len(s.tokens) for s in dm.sentences["test"]]
 
@@ -107,3 +107,19 @@ def test_bad_data_exits_with_file_and_line(tmp_path):
     assert proc.returncode != 0
     assert f"{tmp_path / 'train.txt'}:2: tag 'X-Y' is not O, B-<type> or I-<type>" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def run_cli(args, tmp_path):
+    import subprocess, sys
+
+    return subprocess.run([sys.executable, "-m", *args, f"hydra.run.dir={tmp_path / 'run'}"],
+                          capture_output=True, text=True, timeout=300)
+
+
+def test_bad_config_value_and_missing_checkpoint_are_one_line_errors(tiny_conll, tmp_path):
+    proc = run_cli(["llmner.train", "backbone=tiny_random", "data=conll2003", f"data.path={tiny_conll}", "model.subword=middle"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "llmner train: config model: model.subword must be one of ('first', 'last'), got 'middle'" in proc.stderr
+    proc = run_cli(["llmner.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert f"llmner evaluate: {tmp_path / 'nope.ckpt'}: no such checkpoint file" in proc.stderr

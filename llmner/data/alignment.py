@@ -1,8 +1,9 @@
-"""Words -> subword ids, and sentences too long for the backbone -> overlapping windows.
+"""The tag heads' encoder: words -> subword ids -> overlapping windows -> padded batches.
 
 Every word gets exactly one prediction: each word is *owned* by exactly one window, and the
-windows around it only lend context. Nothing here knows about models beyond a tokenizer's
-``__call__`` and its special tokens.
+windows around it only lend context. ``WindowEncoder`` is the one path from sentences (training
+and evaluation) or raw text (prediction) to model inputs. Nothing here knows about models beyond a
+tokenizer's ``__call__`` and its special tokens.
 """
 
 from __future__ import annotations
@@ -10,7 +11,30 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
+import torch
+from torch.nn.utils.rnn import pad_sequence
+
+from llmner.data.schema import Sentence
+from llmner.data.text import Offsets, check_splitter, split_words
+
 log = logging.getLogger(__name__)
+
+
+def pad_token_id(tokenizer) -> int:
+    """The id that pads batches: the tokenizer's pad token, else its end-of-sequence token, else 0.
+
+    Padding is always masked, so which id it is does not change any result.
+    """
+    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
+        if tid is not None:
+            return tid
+    return 0
+
+
+def pad(rows: list[list[int]], value: int, side: str = "right") -> torch.Tensor:
+    """(B, T) long tensor of ``rows`` padded with ``value`` on ``side`` (``right`` or ``left``)."""
+    return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True,
+                        padding_value=value, padding_side=side)
 
 
 def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
@@ -126,3 +150,74 @@ def encode_sentence(
         ids += suffix
         out.append(EncodedWindow(ids, first, last, labels[w.own_start : w.own_end], sentence, w.own_start))
     return out
+
+
+class WindowEncoder:
+    """Sentences or raw text -> ``EncodedWindow`` items -> padded batches, for the tag heads.
+
+    Built by the model with its backbone's tokenizer and stored in its checkpoint config, so that
+    training, evaluation and prediction on raw text encode the same way.
+
+    Args:
+        tokenizer: the backbone's tokenizer.
+        max_length: subwords per window, special tokens included. Longer sentences are split
+            into overlapping windows; no word is dropped.
+        context_words: words of overlap between windows of one long sentence.
+        splitter: how raw text is split into words for prediction (``llmner.data.text.split_words``);
+            the training corpus's own splitter when the run did not set one.
+    """
+
+    def __init__(self, tokenizer, max_length: int = 256, context_words: int = 16, splitter: str | None = None) -> None:
+        check_splitter(splitter)
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.context_words = context_words
+        self.splitter = splitter or "punct"
+        self.prefix, self.suffix = special_affixes(tokenizer)
+        self.pad_id = pad_token_id(tokenizer)
+
+    def _windows(self, words: list[list[str]], labels: list[list[int]]) -> list[EncodedWindow]:
+        """Windows of many word sequences (tokenized in one call: fast tokenizers batch)."""
+        flat = [w for ws in words for w in ws]
+        initial = [i == 0 for ws in words for i in range(len(ws))]
+        ids = encode_words(self.tokenizer, flat, initial)
+        out, pos, long = [], 0, 0
+        for k, (ws, labs) in enumerate(zip(words, labels)):
+            enc = encode_sentence(ids[pos : pos + len(ws)], labs, k, self.prefix, self.suffix,
+                                  self.max_length, self.context_words)
+            long += len(enc) > 1
+            out += enc
+            pos += len(ws)
+        if long:
+            log.info("%d of %d sentences exceed max_length=%d subwords and were split into overlapping "
+                     "windows (no word dropped)", long, len(words), self.max_length)
+        return out
+
+    def encode(self, sentences: list[Sentence], tags: list[str]) -> list[EncodedWindow]:
+        """Windows of tagged sentences; ``EncodedWindow.sentence`` is the index in ``sentences``."""
+        tag_id = {t: i for i, t in enumerate(tags)}
+        return self._windows([s.tokens for s in sentences], [[tag_id[t] for t in s.tags] for s in sentences])
+
+    def encode_texts(self, texts: list[str]) -> tuple[list[EncodedWindow], list[Offsets]]:
+        """Windows of raw texts (split into words by ``splitter``) and each text's word offsets."""
+        offsets = [split_words(t, self.splitter) for t in texts]
+        words = [[t[s:e] for s, e in o] for t, o in zip(texts, offsets)]
+        return self._windows(words, [[0] * len(w) for w in words]), offsets
+
+    @staticmethod
+    def length(item: EncodedWindow) -> int:
+        """Subwords of a window (batches group similar lengths)."""
+        return len(item.input_ids)
+
+    def collate(self, windows: list[EncodedWindow]) -> dict[str, torch.Tensor]:
+        """Pad windows into a batch: B windows, T subwords, W owned words."""
+        return {
+            "input_ids": pad([w.input_ids for w in windows], self.pad_id),  # (B, T)
+            "attention_mask": pad([[1] * len(w.input_ids) for w in windows], 0),  # (B, T)
+            "first": pad([w.first for w in windows], 0),  # (B, W) position of each word's first subword
+            "last": pad([w.last for w in windows], 0),  # (B, W) position of each word's last subword
+            "labels": pad([w.labels for w in windows], 0),  # (B, W)
+            "word_mask": pad([[1] * len(w.first) for w in windows], 0).bool(),  # (B, W)
+            "sentence": torch.tensor([w.sentence for w in windows]),  # (B,)
+            "offset": torch.tensor([w.offset for w in windows]),  # (B,)
+        }

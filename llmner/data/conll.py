@@ -5,6 +5,7 @@ A local directory holds one file per split. Tags may be IOB1 or IOB2; both come 
 
 from __future__ import annotations
 
+import codecs
 import logging
 from pathlib import Path
 
@@ -57,8 +58,15 @@ def read_conll(
             tokens.clear()
             tags.clear()
 
-    with path.open(encoding="utf-8") as f:
-        for lineno, raw in enumerate(f, start=1):
+    with path.open("rb") as f:
+        for lineno, raw_bytes in enumerate(f, start=1):
+            try:
+                raw = raw_bytes.decode("utf-8-sig" if lineno == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                raise DataError(
+                    f"{path}:{lineno}: not UTF-8 text (byte 0x{raw_bytes[err.start]:02x} at column {err.start + 1}); "
+                    f"convert the file first, e.g. iconv -f latin1 -t utf-8"
+                ) from None
             line = raw.rstrip("\r\n")
             if not line.strip():
                 flush()
@@ -111,6 +119,8 @@ class ConllCorpus:
         token_column, tag_column, separator: the column layout (see ``read_conll``).
     """
 
+    splitter = "conll"  # raw text is split as CoNLL-2003 was tokenized (``llmner.data.text``)
+
     def __init__(
         self,
         path: str | None = None,
@@ -125,6 +135,10 @@ class ConllCorpus:
         self.hub_id = hub_id
         self.hub_revision = hub_revision
         self.splits = tuple(splits)
+        if separator is not None and "\\" in separator:  # "\t" as typed on a command line: a tab
+            separator = codecs.decode(separator, "unicode_escape")
+        if separator == "":
+            raise DataError("data.corpus.separator must be null (any whitespace) or a non-empty string, got ''")
         self.columns = dict(token_column=token_column, tag_column=tag_column, separator=separator)
 
     def load(self) -> dict[str, list[Sentence]]:
@@ -133,7 +147,7 @@ class ConllCorpus:
             return self._load_hub()
         directory = Path(self.path).expanduser()
         if not directory.is_dir():
-            raise DataError(f"{directory}: not a directory (data.corpus.path must name a directory of CoNLL files)")
+            raise DataError(f"{directory}: not a directory (data.path must name a directory of CoNLL files)")
         out = {}
         for split in self.splits:
             file = find_split_file(directory, split)

@@ -1,69 +1,57 @@
-"""The LightningDataModule shared by every tag head: corpus -> windows -> padded batches."""
+"""The one LightningDataModule: any corpus, served through the model's encoder, tokenized once in ``setup``.
+
+The datamodule owns the data (splits, subsets, the tag set, batching order); the model owns how
+data becomes tensors (its encoder: word windows for the tag heads, chat conversations for the
+generative head). ``setup`` encodes each split once, so a training step only sees tensors.
+"""
 
 from __future__ import annotations
 
 import logging
 import math
 import random
-from functools import partial
-from typing import Callable, Protocol
+from typing import Any, Callable, Protocol
 
 import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from llmner.data.alignment import EncodedWindow, encode_sentence, encode_words, special_affixes
 from llmner.data.schema import DataError, Sentence, labels_of, split_tag, tag_set
 
 log = logging.getLogger(__name__)
 
 
 class Corpus(Protocol):
-    """Anything that loads named splits of tagged sentences (``ConllCorpus``, ``CrimeCorpus``, ...)."""
+    """Anything that loads named splits of tagged sentences (``ConllCorpus``, ``CrimeCorpus``, ...).
+
+    ``splitter`` names the word splitter that matches how its words were cut
+    (``llmner.data.text.split_words``), so that raw text is split the same way at prediction time.
+    """
+
+    splitter: str
 
     def load(self) -> dict[str, list[Sentence]]: ...
 
 
-class WindowDataset(Dataset):
-    def __init__(self, windows: list[EncodedWindow]) -> None:
-        self.windows = windows
+class Encoder(Protocol):
+    """What a model's encoder offers the datamodule (``WindowEncoder``, ``ChatEncoder``)."""
+
+    def encode(self, sentences: list[Sentence], tags: list[str]) -> list[Any]: ...
+
+    def length(self, item: Any) -> int: ...
+
+    def collate(self, items: list[Any]) -> dict: ...
+
+
+class ItemDataset(Dataset):
+    def __init__(self, items: list) -> None:
+        self.items = items
 
     def __len__(self) -> int:
-        return len(self.windows)
+        return len(self.items)
 
-    def __getitem__(self, i: int) -> EncodedWindow:
-        return self.windows[i]
-
-
-def collate(windows: list[EncodedWindow], pad_id: int) -> dict[str, torch.Tensor]:
-    """Pad a list of windows into a batch. B windows, T subwords, W owned words."""
-    B = len(windows)
-    T = max(len(w.input_ids) for w in windows)
-    W = max(len(w.first) for w in windows)
-    input_ids = torch.full((B, T), pad_id, dtype=torch.long)
-    attention_mask = torch.zeros((B, T), dtype=torch.long)
-    first = torch.zeros((B, W), dtype=torch.long)
-    last = torch.zeros((B, W), dtype=torch.long)
-    labels = torch.zeros((B, W), dtype=torch.long)
-    word_mask = torch.zeros((B, W), dtype=torch.bool)
-    for b, w in enumerate(windows):
-        t, n = len(w.input_ids), len(w.first)
-        input_ids[b, :t] = torch.tensor(w.input_ids)
-        attention_mask[b, :t] = 1
-        first[b, :n] = torch.tensor(w.first)
-        last[b, :n] = torch.tensor(w.last)
-        labels[b, :n] = torch.tensor(w.labels)
-        word_mask[b, :n] = True
-    return {
-        "input_ids": input_ids,  # (B, T)
-        "attention_mask": attention_mask,  # (B, T)
-        "first": first,  # (B, W) position of each word's first subword
-        "last": last,  # (B, W) position of each word's last subword
-        "labels": labels,  # (B, W)
-        "word_mask": word_mask,  # (B, W)
-        "sentence": torch.tensor([w.sentence for w in windows]),  # (B,)
-        "offset": torch.tensor([w.offset for w in windows]),  # (B,)
-    }
+    def __getitem__(self, i: int):
+        return self.items[i]
 
 
 class BucketBatchSampler(Sampler[list[int]]):
@@ -93,25 +81,25 @@ class BucketBatchSampler(Sampler[list[int]]):
         return math.ceil(len(self.lengths) / self.batch_size)
 
 
-class TaggingDataModule(L.LightningDataModule):
-    """Batches of word-aligned windows for the tag heads.
+class CorpusDataModule(L.LightningDataModule):
+    """Batches of any corpus, encoded by the model's encoder.
 
     Args:
         corpus: builds the corpus from ``path`` (a partial ``ConllCorpus``, ``CrimeCorpus``, ...);
             its ``load()`` gives the splits (``train``, ``validation``, ``test``; any may be absent).
         path: where the corpus lives (a directory or file); ``None`` lets the corpus choose
             (the Hub for CoNLL-2003, generation for crime reports).
-        tokenizer: the backbone's tokenizer (given by the entry point, not by config).
+        test_corpus: optional second corpus (built with ``test_path``) whose ``test`` split
+            replaces the corpus's own, e.g. train on generated reports, test on a hand-written file.
+        test_path: where ``test_corpus`` lives.
+        encoder: the model's encoder (given by the entry point once the model exists, not by config).
         tags: the tag list; ``None`` derives it from the data (``O``, then ``B-``/``I-`` per type).
-        batch_size: training windows per batch.
-        eval_batch_size: evaluation windows per batch (default ``2 * batch_size``).
-        max_length: subwords per window, special tokens included. Longer sentences are split
-            into overlapping windows; no word is dropped.
-        context_words: words of overlap between windows of one long sentence.
+        batch_size: training items (windows, conversations) per batch.
+        eval_batch_size: evaluation items per batch (default ``2 * batch_size``).
         max_train_samples, max_eval_samples, max_test_samples: keep a seeded random subset of the
             train, validation and test sentences (quick runs; reported figures want the full test).
         num_workers: DataLoader workers.
-        bucket: batch training windows of similar length (less padding, faster steps).
+        bucket: batch training items of similar length (less padding, faster steps).
         seed: seed of the training order.
     """
 
@@ -119,12 +107,12 @@ class TaggingDataModule(L.LightningDataModule):
         self,
         corpus: Callable[..., Corpus],
         path: str | None = None,
-        tokenizer=None,
+        test_corpus: Callable[..., Corpus] | None = None,
+        test_path: str | None = None,
+        encoder: Encoder | None = None,
         tags: list[str] | None = None,
         batch_size: int = 8,
         eval_batch_size: int | None = None,
-        max_length: int = 256,
-        context_words: int = 16,
         max_train_samples: int | None = None,
         max_eval_samples: int | None = None,
         max_test_samples: int | None = None,
@@ -133,21 +121,20 @@ class TaggingDataModule(L.LightningDataModule):
         seed: int = 0,
     ) -> None:
         super().__init__()
+        if batch_size < 1 or (eval_batch_size is not None and eval_batch_size < 1):
+            raise DataError(f"data.batch_size and data.eval_batch_size must be >= 1, got {batch_size} and {eval_batch_size}")
         self.corpus = corpus(path=path)
-        self.tokenizer = tokenizer
+        self.test_corpus = test_corpus(path=test_path) if test_corpus is not None else None
+        self.encoder = encoder
         self.batch_size = batch_size
         self.eval_batch_size = eval_batch_size or 2 * batch_size
-        self.max_length = max_length
-        self.context_words = context_words
-        self.max_train_samples = max_train_samples
-        self.max_eval_samples = max_eval_samples
-        self.max_test_samples = max_test_samples
+        self.limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_test_samples}
         self.num_workers = num_workers
         self.bucket = bucket
         self.seed = seed
         self._given_tags = list(tags) if tags is not None else None
         self._sentences: dict[str, list[Sentence]] | None = None
-        self._windows: dict[str, list[EncodedWindow]] = {}
+        self.items: dict[str, list] = {}
 
     # --- data, before any model exists -------------------------------------------------
     @property
@@ -155,14 +142,23 @@ class TaggingDataModule(L.LightningDataModule):
         """Split -> sentences after subsetting; loaded once."""
         if self._sentences is None:
             splits = self.corpus.load()
-            limits = {"train": self.max_train_samples, "validation": self.max_eval_samples, "test": self.max_test_samples}
+            if self.test_corpus is not None:
+                test = self.test_corpus.load()
+                if "test" not in test:
+                    raise DataError(f"test_corpus ({getattr(self.test_corpus, 'path', '?')}) has no 'test' split: {sorted(test)}")
+                splits["test"] = test["test"]
             for split, sents in splits.items():
-                limit = limits.get(split)
+                limit = self.limits.get(split)
                 if limit is not None and limit < len(sents):
                     keep = sorted(random.Random(0).sample(range(len(sents)), limit))
                     splits[split] = [sents[i] for i in keep]
             self._sentences = splits
         return self._sentences
+
+    @property
+    def splitter(self) -> str:
+        """The word splitter that matches the training corpus (``punct`` if the corpus names none)."""
+        return getattr(self.corpus, "splitter", "punct")
 
     @property
     def tags(self) -> list[str]:
@@ -186,49 +182,29 @@ class TaggingDataModule(L.LightningDataModule):
 
     # --- Lightning hooks -------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        if self.tokenizer is None:
-            raise RuntimeError("TaggingDataModule needs the backbone's tokenizer before setup()")
+        """Encode every split once with the model's encoder (a no-op for splits already encoded)."""
+        if self.encoder is None:
+            raise RuntimeError("the datamodule needs the model's encoder before setup() (datamodule.encoder = model.encoder)")
         tags = self.tags
         self.check_tags(tags)
-        tag_id = {t: i for i, t in enumerate(tags)}
-        prefix, suffix = special_affixes(self.tokenizer)
         for split, sents in self.sentences.items():
-            if split in self._windows:
-                continue
-            words = [w for s in sents for w in s.tokens]
-            initial = [i == 0 for s in sents for i in range(len(s.tokens))]
-            ids = encode_words(self.tokenizer, words, initial)
-            windows, pos, long = [], 0, 0
-            for k, s in enumerate(sents):
-                n = len(s.tokens)
-                enc = encode_sentence(
-                    ids[pos : pos + n], [tag_id[t] for t in s.tags], k, prefix, suffix,
-                    self.max_length, self.context_words,
-                )
-                long += len(enc) > 1
-                windows += enc
-                pos += n
-            if long:
-                log.info("%s: %d of %d sentences exceed max_length=%d subwords and were split into "
-                         "overlapping windows (no word dropped)", split, long, len(sents), self.max_length)
-            self._windows[split] = windows
+            if split not in self.items:
+                self.items[split] = self.encoder.encode(sents, tags)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
-        if split not in self._windows:
-            raise DataError(f"the corpus has no {split!r} split (it has {sorted(self._windows)})")
-        windows = self._windows[split]
-        pad_id = self.tokenizer.pad_token_id
-        if pad_id is None:
-            pad_id = self.tokenizer.eos_token_id or 0
-        common = dict(num_workers=self.num_workers, collate_fn=partial(collate, pad_id=pad_id))
+        if split not in self.items:
+            raise DataError(f"the corpus has no {split!r} split (it has {sorted(self.items)})")
+        items = self.items[split]
+        common = dict(num_workers=self.num_workers, collate_fn=self.encoder.collate)
         if train and self.bucket:
-            sampler = BucketBatchSampler([len(w.input_ids) for w in windows], self.batch_size, seed=self.seed)
-            return DataLoader(WindowDataset(windows), batch_sampler=sampler, **common)
-        if not train:
-            # Longest first: padding stays small and an out-of-memory shows on the first batch.
-            windows = sorted(windows, key=lambda w: -len(w.input_ids))
-        batch_size = self.batch_size if train else self.eval_batch_size
-        return DataLoader(WindowDataset(windows), batch_size=batch_size, shuffle=train, **common)
+            sampler = BucketBatchSampler([self.encoder.length(x) for x in items], self.batch_size, seed=self.seed)
+            return DataLoader(ItemDataset(items), batch_sampler=sampler, **common)
+        if train:
+            return DataLoader(ItemDataset(items), batch_size=self.batch_size, shuffle=True,
+                              generator=torch.Generator().manual_seed(self.seed), **common)
+        # Longest first: padding stays small and an out-of-memory shows on the first batch.
+        items = sorted(items, key=lambda x: -self.encoder.length(x))
+        return DataLoader(ItemDataset(items), batch_size=self.eval_batch_size, **common)
 
     def train_dataloader(self) -> DataLoader:
         return self._loader("train", train=True)

@@ -7,8 +7,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from llmner.errors import LlmnerError
 
-class DataError(ValueError):
+
+class DataError(LlmnerError, ValueError):
     """A user-facing data problem. The message names the file, the line and what was expected."""
 
 

@@ -97,6 +97,8 @@ class CrimeCorpus:
         seed: the corpus seed; each split uses its own derived seed and no report is in two splits.
     """
 
+    splitter = "punct"  # the BIO view's word rule (``llmner.data.text.split_words``)
+
     def __init__(self, path: str | None = None, num_train: int = 800, num_validation: int = 100,
                  num_test: int = 100, seed: int = 0) -> None:
         self.path = path
@@ -127,6 +129,8 @@ class ConversationCorpus:
             your own file), or fractions such as ``{"train": 0.8, "validation": 0.1, "test": 0.1}``.
         seed: the seed of the fractional split.
     """
+
+    splitter = "punct"
 
     def __init__(self, path: str, split: str | Mapping[str, float] = "test", seed: int = 0) -> None:
         self.path = path

@@ -3,20 +3,10 @@
 Each answer value is located in the report text; the result is a ``Report`` with character spans,
 from which the BIO and JSON views follow (``views.py``).
 
-How a value is located (``locate_values``):
-
-1. Values are placed longest first (ties: ``ENTITY_TYPES`` order, then answer order), so that a
-   short value such as an age ``35`` is not taken from inside a longer value such as the address
-   ``35 Elm Street`` or the time ``14:35``.
-2. A value matches only at word edges: ``35`` does not match inside ``356`` or ``1435``.
-3. Each value takes the first occurrence that no placed span overlaps, searching first for the
-   exact text, then case- and whitespace-insensitively. A value listed k times takes the first k
-   such occurrences (a value listed once is tagged once, however often it occurs).
-4. If every occurrence is already covered by another span, the value is nested: it takes the
-   first occurrence anyway (the BIO view then resolves the overlap, see ``views.py``). As a last
-   resort a value may match inside a word (case-insensitive).
-5. Integers (ages) are searched as their digits. A value found nowhere (or that is not a string
-   or an integer) is recorded as ``Unlocated`` and counted, never silently dropped.
+Values are located by ``llmner.data.text.locate_values`` (longest first, at word edges, first free
+occurrence, nested if every occurrence is covered; ties in ``ENTITY_TYPES`` order), the rule that
+also places the generative head's predicted values. A value found nowhere (or that is not a string
+or an integer) is recorded as ``Unlocated`` and counted, never silently dropped.
 
 "Not provided" is an ordinary string: it is an entity only if the answer lists it.
 Types outside ``ENTITY_TYPES`` are ignored and counted in ``ImportResult.ignored_types``.
@@ -31,12 +21,12 @@ import warnings
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
 
 from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.generator import Report
 from llmner.data.crime.views import report_to_json, report_to_sentence
-from llmner.data.schema import DataError, Sentence, Span
+from llmner.data.schema import DataError, Sentence
+from llmner.data.text import locate_values
 
 _ORDER = {label: i for i, label in enumerate(ENTITY_TYPES)}
 _TEXT_START = re.compile(r"^User:[ \t]*Text:[ \t]*\n?", re.MULTILINE)
@@ -133,74 +123,6 @@ def _parse_answer(body: str, question: str | None, source: str) -> dict[str, lis
     return out
 
 
-def _needle(value: object) -> str | None:
-    if isinstance(value, bool):
-        return None
-    if isinstance(value, int):
-        return str(value)
-    if isinstance(value, float) and value.is_integer():
-        return str(int(value))
-    if isinstance(value, str) and value.strip():
-        return value.strip()
-    return None
-
-
-def _edges_ok(text: str, start: int, end: int) -> bool:
-    """Whether ``text[start:end]`` does not cut a word (letters and digits) at either end."""
-    cut_left = start > 0 and text[start - 1].isalnum() and text[start].isalnum()
-    cut_right = end < len(text) and text[end - 1].isalnum() and text[end].isalnum()
-    return not (cut_left or cut_right)
-
-
-def _candidates(text: str, needle: str) -> Iterator[tuple[int, int, bool]]:
-    """Occurrences ``(start, end, at_word_edges)``: exact, then case- and whitespace-insensitive,
-    then (``at_word_edges=False``) anywhere. Regexes are built only when the exact search is not enough.
-    """
-    start = text.find(needle)
-    while start >= 0:
-        if _edges_ok(text, start, start + len(needle)):
-            yield start, start + len(needle), True
-        start = text.find(needle, start + 1)
-    loose = re.compile(r"\s+".join(re.escape(part) for part in needle.split()), re.IGNORECASE)
-    matches = [m.span() for m in loose.finditer(text)]
-    yield from ((s, e, True) for s, e in matches if _edges_ok(text, s, e))
-    yield from ((s, e, False) for s, e in matches if not _edges_ok(text, s, e))
-
-
-def locate_values(text: str, answers: dict[str, list]) -> tuple[list[Span], list[tuple[str, object]]]:
-    """Character spans for the answer values in ``text`` (rules in the module docstring).
-
-    Returns:
-        ``(spans sorted by start, [(label, value) not found])``.
-    """
-    items = []
-    for label, values in answers.items():
-        for value in values:
-            needle = _needle(value)
-            items.append((-len(needle or ""), _ORDER.get(label, len(_ORDER)), len(items), label, value, needle))
-    spans: list[Span] = []
-    missing: list[tuple[str, object]] = []
-    for *_, label, value, needle in sorted(items, key=lambda t: t[:3]):
-        span = _place(text, label, needle, spans) if needle else None
-        if span is None:
-            if not needle or not any(s.label == label and text[s.start:s.end] == needle for s in spans):
-                missing.append((label, value))
-        elif span not in spans:
-            spans.append(span)
-    return sorted(spans, key=lambda s: (s.start, s.end)), missing
-
-
-def _place(text: str, label: str, needle: str, spans: list[Span]) -> Span | None:
-    seen: list[Span] = []
-    for start, end, at_edges in _candidates(text, needle):
-        span = Span(start, end, label)
-        if at_edges and not any(start < s.end and s.start < end for s in spans):
-            return span  # the first free occurrence
-        seen.append(span)
-    # every occurrence is covered: nest inside the first one that is not this very span already
-    return next((span for span in seen if span not in spans), None)
-
-
 def import_conversations(path: str | Path) -> ImportResult:
     """Read a conversation JSONL file into reports, their views and the unlocated values.
 
@@ -224,7 +146,7 @@ def import_conversations(path: str | Path) -> ImportResult:
                 if label not in _ORDER:
                     result.ignored_types[label] += 1
             answers = {label: list(given.get(label, [])) for label in ENTITY_TYPES}
-            spans, missing = locate_values(text, answers)
+            spans, missing = locate_values(text, answers, list(ENTITY_TYPES))
             index = len(result.reports)
             report = Report(text=text, spans=spans)
             sentence = report_to_sentence(report, source=source)

@@ -2,8 +2,8 @@
 
 BIO view rules:
 
-- Words come from a regex tokenizer (runs of letters/digits, each other non-space character on its
-  own), and a word is also cut at every span boundary, so ``#1457`` with the badge span ``1457``
+- Words come from the ``punct`` splitter of ``llmner.data.text`` (runs of letters/digits, each other
+  visible character on its own), and a word is also cut at every span boundary, so ``#1457`` with the badge span ``1457``
   gives ``#`` and ``1457``. Tokens therefore never contain whitespace.
 - Overlapping spans cannot all be IOB2-tagged. Rule: the longer span wins, then the earlier one,
   then the label that comes first in ``ENTITY_TYPES``. Losers are kept in
@@ -13,20 +13,15 @@ BIO view rules:
 from __future__ import annotations
 
 import json
-import re
 from bisect import bisect_right
 
 from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.generator import Report
 from llmner.data.schema import Sentence, Span, tag_set
-
-PREAMBLE = "A virtual assistant answers questions from a user based on the provided text."
-READ_REPLY = "I've read this text."
-QUESTION = "What describes {label} in the text?"
+from llmner.data.text import QUESTION, READ_REPLY, SYSTEM, split_words
 
 TAGS: list[str] = tag_set(list(ENTITY_TYPES))  # "O" + B-/I- of the 17 types: 35 tags
 
-_WORD = re.compile(r"[^\W_]+|\S")  # letters and digits; any other visible character alone
 _ORDER = {label: i for i, label in enumerate(ENTITY_TYPES)}
 
 
@@ -34,8 +29,7 @@ def tokenize(text: str, boundaries: list[int] | tuple[int, ...] = ()) -> list[tu
     """Character offsets ``(start, end)`` of the words of ``text``, also cut at ``boundaries``."""
     cuts = sorted(set(boundaries))
     offsets: list[tuple[int, int]] = []
-    for m in _WORD.finditer(text):
-        start, end = m.span()
+    for start, end in split_words(text, "punct"):
         i = bisect_right(cuts, start)
         while i < len(cuts) and cuts[i] < end:
             offsets.append((start, cuts[i]))
@@ -101,7 +95,7 @@ def report_to_json(report: Report) -> dict[str, list]:
 
 def answers_to_conversation(text: str, answers: dict[str, list]) -> str:
     """The conversation string for a report text and its answers (one question per type)."""
-    lines = [PREAMBLE, "User: Text:", text, f"Assistant: {READ_REPLY}"]
+    lines = [SYSTEM, "User: Text:", text, f"Assistant: {READ_REPLY}"]
     for label in ENTITY_TYPES:
         lines.append(f"User: {QUESTION.format(label=label)}")
         lines.append(f"Assistant: {json.dumps({label: answers.get(label, [])})}")

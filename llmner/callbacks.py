@@ -1,0 +1,166 @@
+"""Lightning callbacks: a run's output files, validation at the end of any budget, the latest checkpoint.
+
+- ``RunOutputs`` is added by every entry point that fits, validates or tests (train, evaluate), so a
+  run folder always holds the same files whichever command made it.
+- ``ValidateAtBudgetEnd``: Lightning validates on its schedule (every n batches or epochs) and not
+  when a step budget ends between two checks, so a run cut by ``max_steps`` would end with no
+  fresh ``val/f1``: no checkpoint of its last steps, and callbacks that need the metric
+  (early stopping) fail. This callback asks for one validation at the budget's last step.
+- ``LatestCheckpoint``: Lightning's ``save_last`` writes ``last.ckpt`` only when its callback saves a
+  top-k checkpoint, so after a crash ``last.ckpt`` may be far behind. This one writes it every n
+  steps or minutes and at the end, atomically (a kill during the write leaves the previous file).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from datetime import timedelta
+from pathlib import Path
+
+import lightning as L
+from lightning.pytorch.callbacks import ModelCheckpoint
+
+from llmner.metrics import write_conll, write_metrics
+
+log = logging.getLogger(__name__)
+
+
+def test_was_partial(trainer: L.Trainer) -> bool:
+    """Whether the user limited the test loop (``fast_dev_run``, ``limit_test_batches``)."""
+    return bool(trainer.fast_dev_run) or trainer.limit_test_batches not in (1.0, None)
+
+
+class RunOutputs(L.Callback):
+    """Collects a run's final figures and writes ``metrics.json`` and ``test_predictions.conll``.
+
+    ``metrics`` holds ``train/seconds`` and ``train/steps`` after fitting, the ``val/*`` figures of
+    the last validation (the entry point validates the selected checkpoint last), and ``test/*``
+    with ``test/seconds`` after testing. ``metrics.json`` is rewritten after each of these;
+    ``test_predictions.conll`` (``token gold predicted``, conlleval's input) after testing. Only
+    the global-zero process writes.
+
+    Args:
+        output_dir: the run folder.
+    """
+
+    def __init__(self, output_dir: str | Path) -> None:
+        self.output_dir = Path(output_dir)
+        self.metrics: dict[str, float] = {}
+        self._start: dict[str, float] = {}
+
+    def _collect(self, trainer: L.Trainer, prefix: str) -> None:
+        self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+
+    def _write_metrics(self, trainer: L.Trainer) -> None:
+        if trainer.is_global_zero:
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            write_metrics(self.output_dir / "metrics.json", self.metrics)
+
+    def on_train_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start["train"] = time.perf_counter()
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.metrics["train/seconds"] = time.perf_counter() - self._start.get("train", time.perf_counter())
+        self.metrics["train/steps"] = trainer.global_step
+        self._write_metrics(trainer)
+
+    def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.sanity_checking:
+            self._collect(trainer, "val/")
+
+    def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self._start["test"] = time.perf_counter()
+
+    def on_test_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        self.metrics["test/seconds"] = time.perf_counter() - self._start["test"]  # the whole test pass: throughput
+        self._collect(trainer, "test/")
+        if trainer.is_global_zero:
+            self.write_predictions(trainer.datamodule.sentences["test"], pl_module, test_was_partial(trainer))
+        self._write_metrics(trainer)
+
+    def report(self) -> None:
+        """Log the headline figures and where the outputs are (the full set is in ``metrics.json``)."""
+        lines = []
+        for split in ("val", "test"):
+            if f"{split}/f1" in self.metrics:
+                m = self.metrics
+                types = sorted(k.split("_", 1)[1] for k in m if k.startswith(f"{split}/f1_"))
+                per_type = "  ".join(f"{t} {m[f'{split}/f1_{t}']:.3f}" for t in types)
+                lines.append(f"{split}/f1 {m[f'{split}/f1']:.4f} (precision {m.get(f'{split}/precision', float('nan')):.4f}, "
+                             f"recall {m.get(f'{split}/recall', float('nan')):.4f})  {per_type}")
+        if "train/steps" in self.metrics:
+            lines.append(f"trained {int(self.metrics['train/steps'])} steps in {self.metrics['train/seconds']:.0f} s")
+        lines.append(f"outputs: {self.output_dir} (metrics.json, test_predictions.conll, checkpoints/)")
+        log.info("\n  ".join(["results:", *lines]))
+
+    def write_predictions(self, sentences: list, model: L.LightningModule, partial: bool = False) -> None:
+        """``test_predictions.conll`` of the model's test predictions.
+
+        Args:
+            partial: the test loop was limited on purpose; write the sentences that were predicted.
+
+        Raises:
+            RuntimeError: if a test word lacks a prediction in a full test (it would be silent data loss).
+        """
+        pred, gold = model.predictions.get("test", {}), model.gold.get("test", {})
+        bad = [i for i, s in enumerate(sentences) if len(pred.get(i, [])) != len(s.tokens)]
+        if bad and not partial:
+            raise RuntimeError(f"{len(bad)} test sentences lack a prediction for some word (first: #{bad[0]})")
+        if bad:
+            log.warning("the test loop was limited: %d of %d sentences predicted", len(sentences) - len(bad), len(sentences))
+        skip = set(bad)
+        keep = [i for i in range(len(sentences)) if i not in skip]
+        self.output_dir.mkdir(parents=True, exist_ok=True)
+        write_conll(self.output_dir / "test_predictions.conll",
+                    [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep])
+        log.info("wrote %s and %s", self.output_dir / "metrics.json", self.output_dir / "test_predictions.conll")
+
+
+class ValidateAtBudgetEnd(L.Callback):
+    """Validate once more when ``max_steps`` is reached, unless Lightning's schedule does so anyway.
+
+    Setting ``trainer.should_stop`` at the last step makes Lightning's loop validate right after
+    that batch (it validates when asked to stop early) and then end training, as the budget would.
+    """
+
+    def on_train_batch_end(self, trainer: L.Trainer, pl_module: L.LightningModule, outputs, batch, batch_idx: int) -> None:
+        if trainer.max_steps > 0 and trainer.global_step >= trainer.max_steps:
+            trainer.should_stop = True
+
+
+class LatestCheckpoint(ModelCheckpoint):
+    """``last.ckpt``: the latest training state, every ``every_n_train_steps`` steps or ``every_n_minutes``,
+    and when training ends, whatever the best-``val/f1`` checkpoint does.
+
+    Args:
+        dirpath: the checkpoint folder.
+        every_n_train_steps: steps between saves (0: only by time and at the end).
+        every_n_minutes: minutes between saves (``None``: only by steps and at the end).
+    """
+
+    def __init__(self, dirpath: str | Path, every_n_train_steps: int = 100, every_n_minutes: float | None = None) -> None:
+        if every_n_train_steps < 0 or (every_n_minutes is not None and every_n_minutes <= 0):
+            raise ValueError(f"LatestCheckpoint: every_n_train_steps must be >= 0 and every_n_minutes > 0 or null, "
+                             f"got {every_n_train_steps} and {every_n_minutes}")
+        interval = timedelta(minutes=every_n_minutes) if every_n_minutes is not None else None
+        super().__init__(dirpath=dirpath, monitor=None, save_top_k=0, save_last=True,
+                         every_n_train_steps=None if interval else every_n_train_steps,
+                         train_time_interval=interval, save_on_train_epoch_end=False, enable_version_counter=False)
+        self._every_n_train_steps = every_n_train_steps  # Lightning forbids steps and time together; both work here
+
+    @property
+    def state_key(self) -> str:
+        return "LatestCheckpoint"
+
+    def on_train_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if not trainer.fast_dev_run and self._last_global_step_saved != trainer.global_step:
+            self._save_last_checkpoint(trainer, self._monitor_candidates(trainer))
+
+    def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
+        tmp = f"{filepath}.tmp"
+        super()._save_checkpoint(trainer, tmp)
+        if trainer.is_global_zero:
+            os.replace(tmp, filepath)  # atomic: a reader sees the old file or the new one, never half of one
+        self._last_checkpoint_saved = filepath

@@ -1,0 +1,69 @@
+"""What every entry point does around its work: user-facing errors as one line, no traceback.
+
+A mistake the user can fix (``llmner.errors.LlmnerError``: bad data, config value or checkpoint;
+also a constructor's ``ValueError`` raised while Hydra instantiates a config node) is printed as
+``llmner <command>: <what, where, what was expected>`` and the process exits with status 2.
+``HYDRA_FULL_ERROR=1`` re-raises it with its traceback. Any other exception is a bug and keeps
+its traceback.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+import warnings
+from typing import Any, Callable
+
+from hydra.errors import InstantiationException
+
+from llmner.errors import LlmnerError
+
+log = logging.getLogger(__name__)
+
+
+def user_error(err: BaseException) -> str | None:
+    """The one-line message of a user-facing error, or ``None`` for anything else (a bug)."""
+    key = None
+    while isinstance(err, InstantiationException) and err.__cause__ is not None:
+        found = [line for line in str(err).splitlines() if line.startswith("full_key:")]
+        key = key or (found[0].split(":", 1)[1].strip() if found else None)
+        err = err.__cause__
+    if isinstance(err, LlmnerError):
+        return str(err)
+    if key is not None and isinstance(err, (ValueError, TypeError)):  # a constructor refused a config value
+        return f"config {key}: {err}"
+    return None
+
+
+# Notices of the libraries that a user of llmner can do nothing about (deprecations inside
+# transformers, peft and Lightning; frozen modules kept in eval mode on purpose). LLMNER_VERBOSE=1 shows them.
+QUIET = [
+    dict(category=FutureWarning, module=r"(transformers|peft|lightning)\."),
+    dict(category=DeprecationWarning, module=r"(transformers|peft|lightning|torch)\."),
+    dict(message=r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
+    dict(message=r"Found \d+ module\(s\) in eval mode"),
+    dict(message=r".*does not have many workers"),
+]
+
+
+def quiet_libraries() -> None:
+    """Hide the library notices in ``QUIET`` (unless ``LLMNER_VERBOSE=1``)."""
+    if os.environ.get("LLMNER_VERBOSE") == "1":
+        return
+    for rule in QUIET:
+        warnings.filterwarnings("ignore", **rule)
+
+
+def run(command: str, work: Callable[[], Any]) -> Any:
+    """``work()``, with user-facing errors turned into one line on stderr and exit status 2."""
+    quiet_libraries()
+    try:
+        return work()
+    except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs below
+        message = user_error(err)
+        if message is None or os.environ.get("HYDRA_FULL_ERROR") == "1":
+            raise
+        log.error("%s", message)
+        print(f"llmner {command}: {message}", file=sys.stderr)
+        sys.exit(2)

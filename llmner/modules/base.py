@@ -1,0 +1,147 @@
+"""What every llmner LightningModule shares: checkpoints, tags, evaluation records -> sentence tags ->
+entity metrics, and the optimizer with its warm-up/decay schedule.
+
+A head's module (``TaggerModule``, ``GenerativeModule``) adds only its training step, what an
+evaluation step records (``_record``) and how records become word tags (``assemble``).
+
+Evaluation records are plain Python tuples ``(sentence, offset, payload)``, keyed by the sentence's
+index in its split and the first word they cover. At the end of an epoch they are gathered from
+every process (``all_gather_object``), de-duplicated by key (a distributed sampler repeats items to
+even out the shards), assembled into one tag sequence per sentence and scored once.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from typing import Any, Callable
+
+import lightning as L
+import torch
+from torch import nn
+from transformers import get_linear_schedule_with_warmup
+
+from llmner.metrics import entity_scores
+
+log = logging.getLogger(__name__)
+
+Record = tuple[int, int, Any]  # (sentence index, first word, what the head predicted there)
+
+
+class LlmnerModule(L.LightningModule):
+    """Base of the tagger and generative modules.
+
+    Args:
+        backbone: ``llmner.backbone.Backbone``.
+        head: the head (``LinearHead``, ``CRFHead``, ``JsonDecoder``); its ``tags`` are the model's.
+        encoder: turns sentences and raw text into this model's inputs (``WindowEncoder``,
+            ``ChatEncoder``); built by the module, stored in the checkpoint config.
+        optimizer: a partial optimizer taking parameter groups (e.g. ``torch.optim.AdamW``).
+        run_config: the resolved run configuration, stored in checkpoints to rebuild the model.
+    """
+
+    #: whether the backbone must keep its LM head (``Backbone(causal_lm=...)``)
+    needs_lm_head = False
+
+    def __init__(self, backbone: nn.Module, head: Any, encoder: Any, optimizer: Callable, run_config: dict | None = None) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.head = head
+        self.encoder = encoder
+        self.optimizer_factory = optimizer
+        self.run_config = run_config or {}
+        # Checkpoints hold only trained weights; the frozen backbone comes from its source.
+        self.strict_loading = False
+        self._records: list[Record] = []
+        self.predictions: dict[str, dict[int, list[str]]] = {}  # split -> sentence -> IOB2 tags
+        self.gold: dict[str, dict[int, list[str]]] = {}
+
+    @property
+    def tags(self) -> list[str]:
+        return self.head.tags
+
+    @staticmethod
+    def build_head(head: Callable, backbone: nn.Module, tags: list[str]) -> Any:
+        """Finish the partial head config with what the backbone and data tell (hidden size or tokenizer)."""
+        raise NotImplementedError
+
+    # --- checkpoints: what was trained, and the config to rebuild the rest ------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
+        checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags, "format": 2}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        saved = checkpoint.get("llmner", {})
+        if saved.get("tags") and saved["tags"] != self.tags:
+            raise ValueError(f"checkpoint tags {saved['tags']} differ from the model's {self.tags}")
+        missing = [n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"]]
+        if missing:
+            raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+
+    # --- evaluation -------------------------------------------------------------------------
+    @property
+    def split(self) -> str:
+        """``test`` inside ``trainer.test``, else ``val``."""
+        return "test" if self._trainer is not None and self.trainer.testing else "val"
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._records += self._record(batch)
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._records += self._record(batch)
+
+    def _record(self, batch: dict) -> list[Record]:
+        """Log the split's loss and return what the head predicted for each item of ``batch``."""
+        raise NotImplementedError
+
+    def assemble(self, split: str, records: list[Record]) -> tuple[dict[int, list[str]], dict[int, list[str]], dict[str, float]]:
+        """Records (one per key, in key order) -> (predicted tags, gold tags) per sentence, and extra metrics."""
+        raise NotImplementedError
+
+    def _gather(self, records: list[Record]) -> list[Record]:
+        """Every process's records, one per key, sorted by key."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized() and torch.distributed.get_world_size() > 1:
+            shards: list[list[Record] | None] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(shards, records)
+            records = [r for shard in shards for r in shard or []]
+        unique = {(r[0], r[1]): r for r in reversed(records)}  # the first of duplicates wins
+        return [unique[k] for k in sorted(unique)]
+
+    def _eval_epoch_end(self, split: str) -> None:
+        records, self._records = self._gather(self._records), []
+        if not records:
+            return
+        pred, gold, extra = self.assemble(split, records)
+        self.predictions[split], self.gold[split] = pred, gold
+        order = sorted(pred)
+        metrics = entity_scores([gold[s] for s in order], [pred[s] for s in order], split) | extra
+        f1 = metrics.pop(f"{split}/f1")
+        self.log_dict(metrics)
+        self.log(f"{split}/f1", f1, prog_bar=True)
+
+    def on_validation_epoch_end(self) -> None:
+        self._eval_epoch_end("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._eval_epoch_end("test")
+
+    # --- optimisation ---------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        """The optimizer's parameter groups (each with ``params``, ``lr`` and a ``name``)."""
+        raise NotImplementedError
+
+    def warmup_steps(self, total: int) -> int:
+        raise NotImplementedError
+
+    def configure_optimizers(self):
+        groups = [g for g in self.param_groups() if g["params"]]
+        if not groups:
+            raise ValueError("nothing to train: no parameter requires a gradient (backbone.lora: true?)")
+        optimizer = self.optimizer_factory(groups)
+        total = self.trainer.estimated_stepping_batches
+        if not math.isfinite(total):
+            return optimizer
+        total = int(total)
+        scheduler = get_linear_schedule_with_warmup(optimizer, self.warmup_steps(total), total)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,135 @@
+"""The LightningModule of the tag heads: backbone -> word features -> head -> loss / tags."""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from torch import nn
+
+from llmner.data.alignment import WindowEncoder
+from llmner.data.text import spans_to_answers
+from llmner.errors import ConfigError
+from llmner.heads.generative import JsonDecoder
+from llmner.losses import CompoundLoss
+from llmner.modules.base import LlmnerModule, Record
+
+SUBWORDS = ("first", "last")
+
+
+class TaggerModule(LlmnerModule):
+    """Trains and evaluates a word tagger on top of a (LoRA-adapted) backbone.
+
+    Args:
+        backbone: ``llmner.backbone.Backbone`` (ids -> hidden states) with a ``tokenizer``.
+        head: ``LinearHead`` or ``CRFHead`` (word features -> emissions -> tag ids).
+        encoder: a partial ``WindowEncoder`` (window settings, word splitter), finished here with
+            the backbone's tokenizer.
+        loss: the compound loss.
+        optimizer: a partial optimizer taking parameter groups (e.g. ``torch.optim.AdamW``).
+        lr_backbone: learning rate of the backbone's trainable weights (LoRA adapters).
+        lr_head: learning rate of the head and CRF, which start from scratch.
+        warmup_ratio: fraction of the steps with a linear warm-up; linear decay to 0 after it.
+        subword: which subword of a word feeds the head: ``first`` (the classic choice) or
+            ``last`` (for decoder LMs the last subword is the first position that has seen the
+            whole word).
+        run_config: the resolved run configuration, stored in checkpoints to rebuild the model.
+    """
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        head: nn.Module,
+        encoder: Callable[..., WindowEncoder],
+        loss: CompoundLoss,
+        optimizer: Callable,
+        lr_backbone: float = 5e-5,
+        lr_head: float = 1e-3,
+        warmup_ratio: float = 0.1,
+        subword: str = "first",
+        run_config: dict | None = None,
+    ) -> None:
+        if subword not in SUBWORDS:
+            raise ValueError(f"model.subword must be one of {SUBWORDS}, got {subword!r}")
+        super().__init__(backbone, head, encoder(tokenizer=backbone.tokenizer), optimizer, run_config)
+        self.loss = loss
+        self.lr_backbone = lr_backbone
+        self.lr_head = lr_head
+        self.warmup_ratio = warmup_ratio
+        self.subword = subword
+
+    @staticmethod
+    def build_head(head: Callable, backbone: nn.Module, tags: list[str]) -> nn.Module:
+        if getattr(head, "func", head) is JsonDecoder:
+            raise ConfigError("head=generative needs model=generative (the tagger takes head=linear or head=crf)")
+        return head(hidden_size=backbone.hidden_size, tags=tags)
+
+    # --- forward ------------------------------------------------------------------------
+    def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
+        """Emissions (B, W, K) for the words of a batch from ``WindowEncoder.collate``."""
+        hidden = self.backbone(batch["input_ids"], batch["attention_mask"])  # (B, T, H)
+        index = batch[self.subword]  # (B, W)
+        words = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.size(-1)))  # (B, W, H)
+        return self.head(words)  # (B, W, K)
+
+    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+        terms = self.loss(self(batch), batch["labels"], batch["word_mask"], self.head)
+        n = int(batch["word_mask"].sum())
+        self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
+        self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
+        return terms["loss"]
+
+    # --- evaluation: windows -> whole sentences -------------------------------------------
+    def _record(self, batch: dict[str, torch.Tensor]) -> list[Record]:
+        emissions = self(batch)
+        mask = batch["word_mask"]
+        loss = self.loss(emissions, batch["labels"], mask, self.head)["loss"]
+        self.log(f"{self.split}/loss", loss, batch_size=int(mask.sum()))
+        pred = self.head.decode(emissions, mask)
+        gold = [row[m].tolist() for row, m in zip(batch["labels"], mask)]
+        return [(s, o, (p, g)) for s, o, p, g in zip(batch["sentence"].tolist(), batch["offset"].tolist(), pred, gold)]
+
+    def assemble(self, split: str, records: list[Record]):
+        pred: dict[int, list[str]] = {}
+        gold: dict[int, list[str]] = {}
+        for s, _, (p, g) in records:  # sorted by (sentence, first word): windows in word order
+            pred.setdefault(s, []).extend(self.tags[t] for t in p)
+            gold.setdefault(s, []).extend(self.tags[t] for t in g)
+        return pred, gold, {}
+
+    # --- prediction on raw text ------------------------------------------------------------
+    @torch.no_grad()
+    def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, list[str]]]:
+        """Entities of each text as ``{type: [text slices]}`` (every type of the tag set, values once each).
+
+        Texts are split into words as the training data was (the encoder's ``splitter``) and cut
+        into windows exactly as in training; windows of all texts are batched together, longest
+        first, and every word gets one prediction.
+        """
+        keys = sorted({t[2:] for t in self.tags if t != "O"})
+        windows, offsets = self.encoder.encode_texts(list(texts))
+        was_training = self.training
+        self.eval()
+        parts: dict[int, list[tuple[int, list[int]]]] = {}
+        order = sorted(windows, key=lambda w: -len(w.input_ids))
+        for i in range(0, len(order), batch_size):
+            chunk = order[i : i + batch_size]
+            batch = {k: v.to(self.device) for k, v in self.encoder.collate(chunk).items()}
+            for w, p in zip(chunk, self.head.decode(self(batch), batch["word_mask"])):
+                parts.setdefault(w.sentence, []).append((w.offset, p))
+        self.train(was_training)
+        out = []
+        for k, text in enumerate(texts):
+            tags = [self.tags[t] for _, p in sorted(parts.get(k, [])) for t in p]
+            out.append(spans_to_answers(text, offsets[k], tags, keys))
+        return out
+
+    # --- optimisation ---------------------------------------------------------------------
+    def param_groups(self) -> list[dict]:
+        return [
+            {"params": [p for p in self.backbone.parameters() if p.requires_grad], "lr": self.lr_backbone, "name": "backbone"},
+            {"params": [p for p in self.head.parameters() if p.requires_grad], "lr": self.lr_head, "name": "head"},
+        ]
+
+    def warmup_steps(self, total: int) -> int:
+        return int(self.warmup_ratio * total)
