@@ -24,7 +24,7 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llmner import cli, report
+from llmner import analyze, cli, report
 from llmner.errors import ConfigError
 from llmner.guards import check_selection
 from llmner.train import train
@@ -135,6 +135,7 @@ def benchmark(cfg: DictConfig) -> pd.DataFrame:
     results = report.write_results(rows, out / "results.csv")
     summary = report.write_report(results, out, samples=cfg.bootstrap_samples, seed=cfg.bootstrap_seed)
     log.info("\n%s", (out / "summary.md").read_text())
+    analyze.analyze_benchmark(out, summary, seed=cfg.seeds[0], samples=cfg.bootstrap_samples)  # analysis/<best>_vs_<other>/
     return summary
 
 

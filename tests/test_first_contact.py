@@ -28,9 +28,9 @@ def readme_commands(module: str) -> list[list[str]]:
     blocks = re.findall(r"```bash\n(.*?)```", README.read_text(), flags=re.S)
     out = []
     for line in (ln for b in blocks for ln in b.splitlines()):
-        line = line.split("  #")[0].strip()
-        if line.startswith(f"python -m {module} ") or line == f"python -m {module}":
-            out.append(shlex.split(line)[3:])
+        words = shlex.split(line, comments=True)
+        if words[:3] == ["python", "-m", module]:
+            out.append(words[3:])
     return out
 
 
@@ -66,10 +66,12 @@ def test_readme_shows_both_first_commands_and_the_makefile_runs_them():
     assert "-m llmner.train experiment=$(EXPERIMENT)" in makefile and "EXPERIMENT ?= crime_crf_cpu" in makefile
 
 
-@pytest.mark.parametrize("module, config", [("llmner.train", "train"), ("llmner.evaluate", "eval")])
-def test_every_readme_command_composes(module, config, tiny_conll, tiny_checkpoint, tmp_path):
+@pytest.mark.parametrize("module, config, least", [("llmner.train", "train", 10), ("llmner.evaluate", "eval", 2),
+                                                   ("llmner.predict", "predict", 1), ("llmner.export", "export", 1),
+                                                   ("llmner.benchmark", "benchmark", 1)])
+def test_every_readme_command_composes(module, config, least, tiny_conll, tiny_checkpoint, tmp_path):
     commands = readme_commands(module)
-    assert len(commands) >= (10 if module == "llmner.train" else 2)  # the parser found the README's commands
+    assert len(commands) >= least  # the parser found the README's commands
     for args in commands:
         overrides = as_tiny(args, tiny_conll, tiny_checkpoint)
         cfg = compose_config(overrides, tmp_path, config_name=config)  # raises on an unknown key or group
@@ -94,7 +96,7 @@ def test_any_conll_corpus_form(tmp_path):
     corpus.mkdir()
     for split, n, seed in (("train", 30, 0), ("dev", 8, 1), ("test", 8, 2)):
         write_conll(corpus / f"{split}.tsv", make_sentences(n, seed), sep="\t")
-    cfg = compose_config(TINY + ["data=conll2003", f"data.path={corpus}", "data.corpus.separator=\t", "trainer.max_epochs=1"],
+    cfg = compose_config(TINY + ["data=conll2003", f"data.path={corpus}", r"data.corpus.separator=\t", "trainer.max_epochs=1"],
                          tmp_path / "run")
     metrics, _ = train(cfg)
     assert metrics["train/steps"] == 4  # one epoch of 30 sentences at batch 8
@@ -119,7 +121,7 @@ def test_max_steps_overrides_max_epochs(tiny_conll, tmp_path):
 def test_killed_run_resumes_from_its_latest_checkpoint_to_the_same_final_step(tiny_conll, tmp_path, caplog):
     total = 240
     args = [sys.executable, "-m", "llmner.train", *TINY, f"data.path={tiny_conll}", "data.batch_size=2", f"trainer.max_steps={total}",
-            "callbacks.latest.every_n_train_steps=10", "test=false", "logger=null", f"hydra.run.dir={tmp_path / 'killed'}"]
+            "callbacks.latest.every_n_train_steps=10", "test=false", f"hydra.run.dir={tmp_path / 'killed'}"]
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
     proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
