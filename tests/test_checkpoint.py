@@ -60,7 +60,11 @@ def test_v0_1_checkpoint_evaluates_to_its_recorded_predictions(name, tiny_conll,
 
 @pytest.mark.parametrize("name", ["tagger_crf", pytest.param("tagger_linear_last", marks=pytest.mark.slow)])
 def test_same_command_same_test_f1_as_v0_1(name, tiny_conll, tmp_path):
-    """Training anew with 0.1's command (its keys renamed) gives 0.1's predictions and figures."""
+    """Training anew with 0.1's command (its keys renamed) gives 0.1's predictions and figures.
+
+    The golden commands use ``model.warmup_ratio=0``: the warm-up is now transformers' schedule,
+    whose first step has learning rate 0 where 0.1's had ``lr / warmup`` (one step later, same shape).
+    """
     cfg = compose_config(TINY + [f"data.path={tiny_conll}", *current(SUMMARY[name]["overrides"])], tmp_path)
     metrics, _ = train(cfg)
     assert metrics["train/steps"] == SUMMARY[name]["steps"]
