@@ -140,14 +140,21 @@ def _gguf_cached(directory: str, gguf_file: str, auto_cls) -> str:
     return str(_atomic_save(cache_dir() / "gguf" / f"{src.stem}-{key}", convert))
 
 
+def layer_list(model: nn.Module) -> tuple[nn.Module, str]:
+    """``(owner, name)`` of the ``nn.ModuleList`` of transformer layers: ``.layers`` (Llama-like) or
+    ``.encoder.layer`` (BERT-like)."""
+    base = getattr(model, "model", model)  # *ForCausalLM wraps the base model as .model
+    owner, name = (base, "layers") if hasattr(base, "layers") else (getattr(base, "encoder", None), "layer")
+    if not isinstance(getattr(owner, name, None), nn.ModuleList):
+        raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
+    return owner, name
+
+
 def truncate_layers(model: nn.Module, keep: int) -> None:
     """Keep the first ``keep`` transformer layers of a Llama-like (``.layers``) or BERT-like
     (``.encoder.layer``) model. The final norm, if any, still applies to the last kept layer."""
-    base = getattr(model, "model", model)  # *ForCausalLM wraps the base model as .model
-    owner, name = (base, "layers") if hasattr(base, "layers") else (getattr(base, "encoder", None), "layer")
-    layers = getattr(owner, name, None)
-    if not isinstance(layers, nn.ModuleList):
-        raise ValueError(f"cannot find the transformer layers of {type(model).__name__} to keep {keep}")
+    owner, name = layer_list(model)
+    layers = getattr(owner, name)
     if not 0 < keep <= len(layers):
         raise ValueError(f"backbone.layer={keep}, but the model has {len(layers)} layers")
     setattr(owner, name, layers[:keep])
@@ -176,6 +183,9 @@ class Backbone(nn.Module):
         lora_alpha: adapter scale numerator (scale = alpha / r).
         lora_dropout: dropout on the adapter input.
         lora_target_modules: names of the linear layers that get adapters.
+        lora_layers: adapters only in the top ``lora_layers`` kept layers (``-1``: every layer).
+            The layers below them stay exactly pretrained, so their outputs could be computed
+            once and reused (peft's ``layers_to_transform``).
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         gguf_cache: keep a dequantized copy of GGUF models under the cache (fast reloads).
     """
@@ -195,6 +205,7 @@ class Backbone(nn.Module):
         lora_alpha: int = 32,
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] | tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
+        lora_layers: int = -1,
         gradient_checkpointing: bool = False,
         gguf_cache: bool = True,
     ) -> None:
@@ -232,9 +243,14 @@ class Backbone(nn.Module):
         if lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
+            n_layers = model.config.num_hidden_layers
+            if lora_layers != -1 and not 1 <= lora_layers <= n_layers:
+                raise ValueError(f"backbone.lora_layers must be -1 (all) or 1..{n_layers} (the kept layers), got {lora_layers}")
             config = LoraConfig(
                 r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                 target_modules=list(lora_target_modules),
+                layers_to_transform=None if lora_layers == -1 else list(range(n_layers - lora_layers, n_layers)),
+                layers_pattern=None if lora_layers == -1 else layer_list(model)[1],
                 task_type=TaskType.CAUSAL_LM if causal_lm else TaskType.FEATURE_EXTRACTION,
             )
             model = get_peft_model(model, config)

@@ -77,7 +77,7 @@ def upgrade_config(config: dict) -> dict:
             encoder = {"_target_": "llmner.data.chat.ChatEncoder", "max_length": model.pop("max_length", 4096)}
         else:
             encoder = {"_target_": "llmner.data.alignment.WindowEncoder", "max_length": data.get("max_length") or 256,
-                       "context_words": data.get("context_words") or 16}
+                       "context_words": data.get("context_words") or 16, "bos": False}  # 0.1 put no BOS first
         model["encoder"] = {**encoder, "_partial_": True, "splitter": splitter}
     for key in ("max_length", "context_words", "tokenizer"):
         data.pop(key, None)

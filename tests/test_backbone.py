@@ -63,3 +63,13 @@ def test_4bit_backbone_quantizes_linear_layers_and_trains_lora():
     lora_grads = [p.grad for n, p in backbone.named_parameters() if "lora_B" in n]
     assert lora_grads and all(g is not None for g in lora_grads)
     assert head.proj.weight.dtype == torch.float32  # the head stays out of quantization
+
+
+def test_lora_layers_puts_adapters_in_the_top_layers_only():
+    backbone = Backbone(TINY_RANDOM, lora_r=4, lora_alpha=8, lora_layers=1)
+    top = backbone.config.num_hidden_layers - 1
+    expected = {f"base_model.model.layers.{top}.self_attn.{m}.lora_{ab}.default.weight"
+                for m in ("q_proj", "k_proj", "v_proj", "o_proj") for ab in ("A", "B")}
+    assert trainable_names(backbone.model) == expected
+    with pytest.raises(ValueError, match=r"lora_layers must be -1 \(all\) or 1..2"):
+        Backbone(TINY_RANDOM, lora_layers=3)

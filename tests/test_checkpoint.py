@@ -27,7 +27,8 @@ RENAMED = {"data.max_length": "model.encoder.max_length", "data.context_words": 
 
 
 def current(overrides: list[str]) -> list[str]:
-    out = []
+    """0.1's overrides in today's keys; 0.1 put no BOS token before a window (``model.encoder.bos``)."""
+    out = ["model.encoder.bos=false"]
     for o in overrides:
         key, value = o.split("=", 1)
         out.append(f"{RENAMED.get(key, key)}={value}")
@@ -81,6 +82,7 @@ def test_upgrade_maps_v0_1_configs_and_keeps_current_ones():
     assert new["data"]["_target_"] == "llmner.data.datamodule.CorpusDataModule"
     assert new["model"]["encoder"]["max_length"] == 8 and new["model"]["encoder"]["context_words"] == 2
     assert new["model"]["encoder"]["splitter"] == "conll"  # a CoNLL-trained model splits raw text the CoNLL way
+    assert new["model"]["encoder"]["bos"] is False  # windows as 0.1 built them
     assert "max_length" not in new["data"] and "causal_lm" not in new["backbone"]
     assert upgrade_config(new) == new
     gen = upgrade_config(read_checkpoint(GOLDEN / "generative.ckpt")["llmner"]["config"])

@@ -165,15 +165,22 @@ class WindowEncoder:
         context_words: words of overlap between windows of one long sentence.
         splitter: how raw text is split into words for prediction (``llmner.data.text.split_words``);
             the training corpus's own splitter when the run did not set one.
+        bos: put the tokenizer's BOS token before each window when the tokenizer adds no special
+            token of its own there (SmolLM2's does not). Without it a decoder's first word sits at
+            position 0, the one position that sees nothing and that attention uses as its sink.
     """
 
-    def __init__(self, tokenizer, max_length: int = 256, context_words: int = 16, splitter: str | None = None) -> None:
+    def __init__(self, tokenizer, max_length: int = 256, context_words: int = 16, splitter: str | None = None,
+                 bos: bool = False) -> None:
         check_splitter(splitter)
         self.tokenizer = tokenizer
         self.max_length = max_length
         self.context_words = context_words
         self.splitter = splitter or "punct"
         self.prefix, self.suffix = special_affixes(tokenizer)
+        if bos and not self.prefix and tokenizer.bos_token_id is not None:
+            self.prefix = [tokenizer.bos_token_id]
+        self.bos = bos
         self.pad_id = pad_token_id(tokenizer)
 
     def _windows(self, words: list[list[str]], labels: list[list[int]]) -> list[EncodedWindow]:
