@@ -474,9 +474,7 @@ def plot_confusion(table: pd.DataFrame, title: str, path: Path) -> None:
     ax.set_ylabel("gold (O: spurious)")
     ax.set_title(title)
     fig.colorbar(im, ax=ax, label="log(1 + count)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    report.save_figure(fig, path)
 
 
 BUCKET_TITLES = {"by_entity_length": "by entity length (words)", "by_sentence_length": "by sentence length (words)",
@@ -498,9 +496,7 @@ def plot_buckets(tables: dict[str, dict[str, pd.DataFrame]], path: Path) -> None
         ax.set_title(BUCKET_TITLES[name])
         ax.set_ylabel("strict F1")
     axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    report.save_figure(fig, path)
 
 
 def plot_categories(categories: dict[str, pd.DataFrame], path: Path) -> None:
@@ -515,9 +511,7 @@ def plot_categories(categories: dict[str, pd.DataFrame], path: Path) -> None:
     ax.set_ylabel("entities")
     ax.set_title("Errors by SemEval-2013 category")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    report.save_figure(fig, path)
 
 
 # --- one run, two runs -------------------------------------------------------------------

@@ -216,6 +216,15 @@ def summary_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, samples: 
 
 
 # --- plots -------------------------------------------------------------------------------
+def save_figure(fig, path: str | Path) -> None:
+    """Lay out, write (PNG, 120 dpi) and close a matplotlib figure."""
+    import matplotlib.pyplot as plt
+
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
 def plot_per_type(summary: pd.DataFrame, results: pd.DataFrame, path: str | Path) -> None:
     """Grouped bars: per-type test F1 (mean over seeds, sd as error bars) for each system."""
     import matplotlib
@@ -238,9 +247,7 @@ def plot_per_type(summary: pd.DataFrame, results: pd.DataFrame, path: str | Path
     ax.set_ylim(0, 1)
     ax.legend(fontsize=8)
     ax.set_title("Test F1 by entity type (mean ± sd over seeds)")
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 def plot_f1_vs_time(results: pd.DataFrame, path: str | Path) -> None:
@@ -258,9 +265,7 @@ def plot_f1_vs_time(results: pd.DataFrame, path: str | Path) -> None:
     ax.set_ylabel("test F1")
     ax.set_title("Test F1 against training time (x: mean over seeds)")
     ax.legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
+    save_figure(fig, path)
 
 
 # --- whole reports -----------------------------------------------------------------------
