@@ -22,7 +22,7 @@ import pandas as pd
 import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
-from omegaconf import DictConfig, OmegaConf, open_dict
+from omegaconf import DictConfig, open_dict
 
 from llmner import analyze, cli, report
 from llmner.errors import ConfigError

@@ -110,8 +110,7 @@ class RunOutputs(L.Callback):
             raise RuntimeError(f"{len(bad)} test sentences lack a prediction for some word (first: #{bad[0]})")
         if bad:
             log.warning("the test loop was limited: %d of %d sentences predicted", len(sentences) - len(bad), len(sentences))
-        skip = set(bad)
-        keep = [i for i in range(len(sentences)) if i not in skip]
+        keep = sorted(set(range(len(sentences))) - set(bad))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         write_conll(self.output_dir / "test_predictions.conll",
                     [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep])

@@ -180,7 +180,6 @@ class WindowEncoder:
         self.prefix, self.suffix = special_affixes(tokenizer)
         if bos and not self.prefix and tokenizer.bos_token_id is not None:
             self.prefix = [tokenizer.bos_token_id]
-        self.bos = bos
         self.pad_id = pad_token_id(tokenizer)
 
     def _windows(self, words: list[list[str]], labels: list[list[int]]) -> list[EncodedWindow]:

@@ -29,7 +29,7 @@ import torch
 
 from llmner.data.alignment import pad, pad_token_id
 from llmner.data.schema import Sentence, tags_to_spans
-from llmner.data.text import QUESTION, READ_REPLY, SINGLE_QUESTION, SYSTEM, Offsets, check_splitter, dedup, join_words, split_words
+from llmner.data.text import QUESTION, READ_REPLY, SINGLE_QUESTION, SYSTEM, check_splitter, dedup, join_words
 
 log = logging.getLogger(__name__)
 
@@ -249,11 +249,6 @@ class ChatEncoder:
             for it in cut:
                 it.input_ids, it.labels = it.input_ids[: self.max_length], it.labels[: self.max_length]
         return items
-
-    def encode_texts(self, texts: list[str]) -> tuple[list[ChatExample], list[Offsets]]:
-        """Raw texts as (answerless) examples, split into words by ``splitter``."""
-        offsets = [split_words(t, self.splitter) for t in texts]
-        return [ChatExample(i, t, o, ["O"] * len(o)) for i, (t, o) in enumerate(zip(texts, offsets))], offsets
 
     @staticmethod
     def length(item: ChatItem) -> int:

@@ -132,7 +132,7 @@ class CorpusDataModule(L.LightningDataModule):
         self.num_workers = num_workers
         self.bucket = bucket
         self.seed = seed
-        self._given_tags = list(tags) if tags is not None else None
+        self._tags = list(tags) if tags is not None else None
         self._sentences: dict[str, list[Sentence]] | None = None
         self.items: dict[str, list] = {}
 
@@ -163,9 +163,9 @@ class CorpusDataModule(L.LightningDataModule):
     @property
     def tags(self) -> list[str]:
         """The tag list: given, or derived from every split."""
-        if self._given_tags is not None:
-            return self._given_tags
-        return tag_set(labels_of([s for sents in self.sentences.values() for s in sents]))
+        if self._tags is None:  # derived once: the splits do not change after loading
+            self._tags = tag_set(labels_of([s for sents in self.sentences.values() for s in sents]))
+        return self._tags
 
     def check_tags(self, tags: list[str]) -> None:
         """Raise ``DataError`` if the data holds a tag outside ``tags`` (e.g. a checkpoint's tag set)."""
@@ -185,11 +185,13 @@ class CorpusDataModule(L.LightningDataModule):
         """Encode every split once with the model's encoder (a no-op for splits already encoded)."""
         if self.encoder is None:
             raise RuntimeError("the datamodule needs the model's encoder before setup() (datamodule.encoder = model.encoder)")
+        missing = [split for split in self.sentences if split not in self.items]
+        if not missing:
+            return
         tags = self.tags
         self.check_tags(tags)
-        for split, sents in self.sentences.items():
-            if split not in self.items:
-                self.items[split] = self.encoder.encode(sents, tags)
+        for split in missing:
+            self.items[split] = self.encoder.encode(self.sentences[split], tags)
 
     def _loader(self, split: str, train: bool) -> DataLoader:
         if split not in self.items:

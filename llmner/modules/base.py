@@ -21,6 +21,7 @@ import torch
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
+from llmner.checkpoint import FORMAT
 from llmner.metrics import entity_scores
 
 log = logging.getLogger(__name__)
@@ -69,7 +70,7 @@ class LlmnerModule(L.LightningModule):
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         trainable = {n for n, p in self.named_parameters() if p.requires_grad}
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
-        checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags, "format": 2}
+        checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags, "format": FORMAT}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         saved = checkpoint.get("llmner", {})
