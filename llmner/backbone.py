@@ -163,6 +163,76 @@ def truncate_layers(model: nn.Module, keep: int) -> None:
         model.config.layer_types = model.config.layer_types[:keep]
 
 
+def unmasked_range(spec, n_layers: int) -> range:
+    """Layers ``[from, to)`` that attend both ways, from ``backbone.unmask_layers``.
+
+    ``all``: every kept layer; ``middle``: the middle third (``[n // 3, 2n // 3)``), the range that
+    "Looking Right is Sometimes Right" and Kukić et al. (2025) found as good as all layers at 1-8B;
+    ``[from, to]``: explicit, 0-based, ``to`` excluded (negative counts from the top).
+    """
+    if not isinstance(spec, str) and hasattr(spec, "__len__"):
+        spec = list(spec)  # a ListConfig from Hydra
+    if spec == "all":
+        return range(n_layers)
+    if spec == "middle":
+        return range(n_layers // 3, max(n_layers // 3 + 1, 2 * n_layers // 3))
+    if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, int) for x in spec):
+        lo, hi = (x + n_layers if x < 0 else x for x in spec)
+        if 0 <= lo < hi <= n_layers:
+            return range(lo, hi)
+    raise ValueError(f"backbone.unmask_layers must be all, middle or [from, to) within 0..{n_layers}, got {spec!r}")
+
+
+class AttentionSchedule:
+    """Let chosen layers of a decoder attend to the whole window, padding still masked.
+
+    Why hooks and not ``config.is_causal = False``: the config flag changes the mask the model
+    builds for *all* layers, and sdpa and flash attention decide causality from each attention
+    module's ``is_causal`` whenever the mask is ``None`` (no padding in the batch, e.g. batch size
+    1): the flag alone silently leaves such batches causal (llm2vec issue 74). Here a forward
+    pre-hook on each unmasked decoder layer replaces the layer's mask with transformers'
+    bidirectional padding mask (``create_bidirectional_mask``, in the format of the configured
+    attention implementation) and passes ``is_causal=False`` down to the attention function. The
+    layers outside the range keep the model's own causal mask.
+
+    ``Backbone.forward`` sets the batch's padding mask for the duration of one call; a layer
+    reached any other way (a bare ``model(...)`` call) raises instead of guessing.
+    """
+
+    def __init__(self, layers: nn.ModuleList, unmasked: range, config) -> None:
+        self.unmasked = unmasked
+        self.config = config
+        self.padding: torch.Tensor | None = None  # (B, T) 1 = real token, during Backbone.forward
+        self._mask = None
+        for i in unmasked:
+            layers[i].register_forward_pre_hook(self._unmask, with_kwargs=True)
+
+    def _unmask(self, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
+        from transformers.masking_utils import create_bidirectional_mask
+
+        if self.padding is None:
+            raise RuntimeError("bidirectional layers run only inside Backbone.forward (it supplies the padding mask)")
+        if self._mask is None:
+            hidden = args[0] if args else kwargs["hidden_states"]  # (B, T, H)
+            # (B, 1, T, T) in sdpa's bool or eager's additive form; None when nothing is padded
+            self._mask = (create_bidirectional_mask(self.config, hidden, self.padding),)
+        kwargs["attention_mask"] = self._mask[0]
+        kwargs["is_causal"] = False
+        return args, kwargs
+
+    def begin(self, padding: torch.Tensor) -> None:
+        self.padding, self._mask = padding, None
+
+    def end(self) -> None:
+        self.padding, self._mask = None, None
+
+
+def is_decoder(model: nn.Module) -> bool:
+    """Whether the model's self-attention is causal (a decoder LM) rather than an encoder's."""
+    owner, name = layer_list(model)
+    return any(getattr(m, "is_causal", False) for m in getattr(owner, name).modules())
+
+
 class Backbone(nn.Module):
     """A pretrained LM that maps subword ids to hidden states, with LoRA adapters.
 
@@ -188,6 +258,15 @@ class Backbone(nn.Module):
             once and reused (peft's ``layers_to_transform``).
         gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
         gguf_cache: keep a dequantized copy of GGUF models under the cache (fast reloads).
+        attention: ``causal`` or ``bidirectional`` self-attention for a decoder feeding a tag
+            head; ``None``: the model's own (causal for decoders, bidirectional for encoders).
+            Padding stays masked either way. The generative head must stay causal.
+        unmask_layers: with ``bidirectional``, which kept layers see the whole window: ``all``,
+            ``middle`` or ``[from, to)`` (see ``unmasked_range``); the others stay causal.
+        attn_implementation: ``sdpa``, ``eager`` (or any transformers supports); ``None``: its default.
+        cache: compute the frozen layers below the adapters once per window and reuse their
+            output (``llmner.trunk``); needs ``lora_layers`` (or no LoRA) on a decoder.
+        cache_dtype: precision of the cached states (``float16``: half the memory).
     """
 
     def __init__(
@@ -208,6 +287,11 @@ class Backbone(nn.Module):
         lora_layers: int = -1,
         gradient_checkpointing: bool = False,
         gguf_cache: bool = True,
+        attention: str | None = None,
+        unmask_layers: str | list[int] = "all",
+        attn_implementation: str | None = None,
+        cache: bool = False,
+        cache_dtype: str = "float16",
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -219,7 +303,14 @@ class Backbone(nn.Module):
         if dtype == "auto":
             dtype = "bfloat16" if torch.cuda.is_available() else "float32"
         torch_dtype = DTYPES[dtype]
+        if attention not in (None, "causal", "bidirectional"):
+            raise ValueError(f"backbone.attention must be causal, bidirectional or null, got {attention!r}")
+        if causal_lm and attention == "bidirectional":
+            raise ValueError("backbone.attention=bidirectional is for tag heads; the generative head "
+                             "predicts the next token and must stay causal")
         kwargs = {"dtype": torch_dtype}
+        if attn_implementation:
+            kwargs["attn_implementation"] = attn_implementation
         if gguf:
             kwargs["gguf_file"] = gguf
         if load_in_4bit:
@@ -235,6 +326,16 @@ class Backbone(nn.Module):
             truncate_layers(model, layer)
         self.config = model.config
         self.causal_lm = causal_lm
+        self.decoder = is_decoder(model)
+        self.schedule: AttentionSchedule | None = None
+        if attention == "causal" and not self.decoder:
+            raise ValueError(f"backbone.attention=causal: {name_or_path} is an encoder (bidirectional) "
+                             "model; masking it causally is not supported (use null or bidirectional)")
+        if attention != "bidirectional" and unmask_layers != "all":
+            raise ValueError("backbone.unmask_layers needs backbone.attention=bidirectional")
+        if attention == "bidirectional" and self.decoder:
+            owner, name = layer_list(model)
+            self.schedule = AttentionSchedule(getattr(owner, name), unmasked_range(unmask_layers, len(getattr(owner, name))), model.config)
         if freeze:
             model.requires_grad_(False)
         if gradient_checkpointing:
@@ -259,13 +360,53 @@ class Backbone(nn.Module):
                     p.requires_grad_(True)
         self.model = model
         self.name = name_or_path
+        self.trunk = None
+        if cache:
+            self.trunk = self._trunk_cache(model, lora, lora_layers, freeze, cache_dtype,
+                                           {"source": str(name_or_path), "gguf": str(gguf_file), "package": str(package),
+                                            "dtype": dtype, "attn": str(model.config._attn_implementation),
+                                            "bidirectional": attention == "bidirectional",
+                                            "unmask": repr(unmask_layers), "config": model.config.to_json_string()})
+
+    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, settings: dict):
+        from llmner.trunk import TrunkCache
+
+        if self.causal_lm or not self.decoder:
+            raise ValueError("backbone.cache is for decoder backbones feeding a tag head")
+        if not freeze or (lora and lora_layers == -1):
+            raise ValueError("backbone.cache needs a frozen trunk: set backbone.lora_layers=k (adapters in the "
+                             "top k layers only; the layers below them are cached)")
+        if getattr(self.config, "attention_dropout", 0.0):
+            raise ValueError("backbone.cache: the model's attention dropout makes its frozen layers random in training")
+        owner, name = layer_list(model)
+        n = len(getattr(owner, name))
+        cut = n - lora_layers if lora else n
+        below = [i for i in (self.schedule.unmasked if self.schedule else []) if i < cut]
+        return TrunkCache(model, owner, name, cut, settings | {"bidirectional_below_cut": below}, dtype)
 
     @property
     def hidden_size(self) -> int:
         return self.config.hidden_size
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """Hidden states of the last kept layer: (B, T) ids -> (B, T, H)."""
+        """Hidden states of the last kept layer: (B, T) ids -> (B, T, H).
+
+        Decoders get position ids counted over real tokens only, so a row reads the same with
+        padding on either side (rotary attention is relative, but left padding would still shift
+        positions and round differently).
+        """
         if self.causal_lm:
             raise RuntimeError("a causal-LM backbone is used through .model (the generative head)")
-        return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        if not self.decoder:
+            return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        if self.schedule is not None:
+            self.schedule.begin(attention_mask)
+        try:
+            if self.trunk is not None:
+                return self.trunk.forward(input_ids, attention_mask, positions)
+            return self.model(input_ids=input_ids, attention_mask=attention_mask, position_ids=positions,
+                              use_cache=False).last_hidden_state
+        finally:
+            if self.schedule is not None:
+                self.schedule.end()

@@ -13,13 +13,11 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import resource
 import time
 from pathlib import Path
 
 import hydra
 import pandas as pd
-import torch
 from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
@@ -27,6 +25,7 @@ from omegaconf import DictConfig, open_dict
 from llmner import analyze, cli, report
 from llmner.errors import ConfigError
 from llmner.guards import check_selection
+from llmner.memory import peak_memory_mb, reset_peak_memory
 from llmner.train import train
 
 log = logging.getLogger(__name__)
@@ -56,29 +55,6 @@ def run_overrides(cfg: DictConfig, system: DictConfig, seed: int) -> list[str]:
     return [o for i, o in enumerate(overrides) if last[o.split("=", 1)[0].lstrip("+~")] == i]
 
 
-def reset_peak_memory() -> None:
-    """Start a new peak: CUDA's counter, and the process's peak RSS (Linux: ``/proc/self/clear_refs``)."""
-    if torch.cuda.is_available():
-        torch.cuda.reset_peak_memory_stats()
-    try:
-        Path("/proc/self/clear_refs").write_text("5")  # resets VmHWM, the peak RSS (Linux >= 4.0)
-    except OSError:
-        pass  # elsewhere the peak is since process start (getrusage)
-
-
-def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated on GPU; otherwise the process's peak RSS since the last reset."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
-    try:
-        for line in Path("/proc/self/status").read_text().splitlines():
-            if line.startswith("VmHWM:"):
-                return int(line.split()[1]) / 1024  # kB
-    except OSError:
-        pass
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
-
-
 def run_one(cfg: DictConfig, system: DictConfig, seed: int, output_dir: Path) -> dict:
     """Train and test one (system, seed) in ``output_dir``; its row of ``results.csv``."""
     done = output_dir / "benchmark_metrics.json"
@@ -94,11 +70,13 @@ def run_one(cfg: DictConfig, system: DictConfig, seed: int, output_dir: Path) ->
     reset_peak_memory()
     metrics, objects = train(run_cfg)
     n_test = len(objects["datamodule"].sentences["test"])
+    n_words = sum(len(s.tokens) for s in objects["datamodule"].sentences["test"])
     metrics |= {
         "params/trainable": sum(p.numel() for p in objects["model"].parameters() if p.requires_grad),
         "memory/peak_mb": peak_memory_mb(),
         "test/sentences": n_test,
         "test/sentences_per_second": n_test / metrics["test/seconds"],
+        "test/words_per_second": n_words / metrics["test/seconds"],
     }
     del objects
     gc.collect()

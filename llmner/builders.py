@@ -27,7 +27,7 @@ def build_model(cfg: DictConfig, tags: list[str]) -> LlmnerModule:
     """
     module_cls = get_class(cfg.model._target_)
     backbone = instantiate(cfg.backbone, causal_lm=module_cls.needs_lm_head)
-    head = module_cls.build_head(instantiate(cfg.head), backbone, tags)
+    head = module_cls.build_head(instantiate(cfg.head), backbone, tags, cfg.model)
     model = instantiate(cfg.model, backbone=backbone, head=head)
     # Set after instantiate: passed as an argument, its _target_ nodes would be instantiated too.
     model.run_config = OmegaConf.to_container(cfg, resolve=True)

@@ -9,12 +9,16 @@
 - ``LatestCheckpoint``: Lightning's ``save_last`` writes ``last.ckpt`` only when its callback saves a
   top-k checkpoint, so after a crash ``last.ckpt`` may be far behind. This one writes it every n
   steps or minutes and at the end, atomically (a kill during the write leaves the previous file).
+
+On several processes, only the global-zero process writes files; checkpoints are written by the
+strategy (one file from rank 0, or under DeepSpeed a folder that every rank writes its shard to).
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from datetime import timedelta
 from pathlib import Path
@@ -22,6 +26,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from llmner.memory import peak_memory_mb
 from llmner.metrics import write_conll, write_metrics
 
 log = logging.getLogger(__name__)
@@ -49,11 +54,13 @@ class RunOutputs(L.Callback):
         self.output_dir = Path(output_dir)
         self.metrics: dict[str, float] = {}
         self._start: dict[str, float] = {}
+        self._global_zero = True  # set in setup(): whether this process is the one that writes
 
     def _collect(self, trainer: L.Trainer, prefix: str) -> None:
         self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
+        self.metrics["memory/peak_mb"] = peak_memory_mb()  # so far: the peak of the run when it ends
         if trainer.is_global_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_metrics(self.output_dir / "metrics.json", self.metrics)
@@ -80,8 +87,16 @@ class RunOutputs(L.Callback):
             self.write_predictions(trainer.datamodule.sentences["test"], pl_module, test_was_partial(trainer))
         self._write_metrics(trainer)
 
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        self._global_zero = trainer.is_global_zero
+
     def report(self) -> None:
-        """Log the headline figures and where the outputs are (the full set is in ``metrics.json``)."""
+        """Log the headline figures and where the outputs are (the full set is in ``metrics.json``).
+
+        Only the global-zero process reports: the other processes hold the same figures.
+        """
+        if not self._global_zero:
+            return
         lines = []
         for split in ("val", "test"):
             if f"{split}/f1" in self.metrics:
@@ -159,7 +174,24 @@ class LatestCheckpoint(ModelCheckpoint):
 
     def _save_checkpoint(self, trainer: L.Trainer, filepath: str) -> None:
         tmp = f"{filepath}.tmp"
-        super()._save_checkpoint(trainer, tmp)
+        super()._save_checkpoint(trainer, tmp)  # every rank has written its part when this returns (a barrier)
         if trainer.is_global_zero:
-            os.replace(tmp, filepath)  # atomic: a reader sees the old file or the new one, never half of one
+            replace(tmp, filepath)
         self._last_checkpoint_saved = filepath
+
+
+def replace(src: str | Path, dst: str | Path) -> None:
+    """Move ``src`` onto ``dst``: atomic for a file (a reader sees the old file or the new one, never half).
+
+    A DeepSpeed checkpoint is a folder, which ``os.replace`` cannot move onto a non-empty one: the
+    old folder is moved aside first, so a kill in between leaves ``dst.old`` and ``src`` complete.
+    """
+    src, dst = Path(src), Path(dst)
+    if src.is_dir() and dst.exists():
+        old = dst.with_name(dst.name + ".old")
+        shutil.rmtree(old, ignore_errors=True)
+        os.replace(dst, old)
+        os.replace(src, dst)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        os.replace(src, dst)

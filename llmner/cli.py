@@ -16,10 +16,19 @@ import warnings
 from typing import Any, Callable
 
 from hydra.errors import InstantiationException
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from llmner.errors import LlmnerError
 
 log = logging.getLogger(__name__)
+
+
+# What to do about a Lightning refusal that names no llmner setting.
+HINTS = {
+    "No supported gpu backend": "trainer=ddp, fsdp and deepspeed_* need GPUs; trainer=ddp_sim runs on CPUs",
+    "requires a GPU accelerator": "trainer=ddp, fsdp and deepspeed_* need GPUs; trainer=ddp_sim runs on CPUs",
+    "must have DeepSpeed installed": "pip install 'llmner[deepspeed]' installs the versions Lightning supports",
+}
 
 
 def user_error(err: BaseException) -> str | None:
@@ -31,8 +40,9 @@ def user_error(err: BaseException) -> str | None:
         err = err.__cause__
     if isinstance(err, LlmnerError):
         return str(err)
-    if key is not None and isinstance(err, (ValueError, TypeError)):  # a constructor refused a config value
-        return f"config {key}: {err}"
+    if key is not None and isinstance(err, (ValueError, TypeError, MisconfigurationException)):  # a constructor refused a config value
+        hint = next((f" ({h})" for k, h in HINTS.items() if k in str(err)), "")
+        return f"config {key}: {err}{hint}"
     return None
 
 
@@ -44,6 +54,10 @@ QUIET = [
     dict(message=r".*isinstance\(treespec, LeafSpec\)` is deprecated"),
     dict(message=r"Found \d+ module\(s\) in eval mode"),
     dict(message=r".*does not have many workers"),
+    # Several processes: the epoch-end metrics are computed from every process's records and are the
+    # same on all of them, and the sampler's repeated items are de-duplicated (llmner.modules.base).
+    dict(message=r"It is recommended to use `self\.log\('(val|test)/"),
+    dict(message=r"Using `DistributedSampler` with the dataloaders"),
 ]
 
 

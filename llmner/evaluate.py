@@ -14,6 +14,7 @@ from omegaconf import DictConfig, OmegaConf
 from llmner import cli
 from llmner.builders import instantiate_dict, load
 from llmner.callbacks import RunOutputs
+from llmner.distributed import hydra_job
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +34,8 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    cli.run("evaluate", lambda: evaluate(cfg))
+    with hydra_job():  # several processes (trainer=ddp...): every rank in this job's folder
+        cli.run("evaluate", lambda: evaluate(cfg))
 
 
 if __name__ == "__main__":

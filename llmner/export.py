@@ -1,19 +1,28 @@
 """Export a checkpoint as a standard transformers model: ``python -m llmner.export ckpt_path=... out=DIR``.
 
 The LoRA adapter is merged into the backbone (``merge_and_unload``) and ``DIR`` gets
-``save_pretrained`` of the model and its tokenizer, which load without llmner:
+``save_pretrained`` of the model and its tokenizer, which load without llmner; ``DIR/adapter``
+holds the adapter alone in peft's format (``PeftModel.from_pretrained(base, DIR/"adapter")``):
 
 - generative head: ``AutoModelForCausalLM.from_pretrained(DIR)``; ``DIR/llmner_prompt.json`` holds
   the prompt format (style, keys, integer types) to ask it the same way;
-- tag heads: ``AutoModel.from_pretrained(DIR)``'s ``last_hidden_state`` is what the head reads (a
+- tag heads: ``DIR`` is a ``*ForTokenClassification`` model whose classifier is the head's linear
+  emission layer and whose ``id2label`` is the tag set, so ``pipeline("token-classification",
+  model=DIR)`` tags text without llmner (argmax per subword: the linear head's decision; a CRF's
+  transitions are in ``DIR/crf_transitions.json`` for a Viterbi of your own).
+  ``AutoModel.from_pretrained(DIR)``'s ``last_hidden_state`` is what the head reads (a
   backbone cut to ``backbone.layer`` layers is saved with just those), and ``DIR/llmner_head.pt``
   holds ``{"state_dict": head weights (linear layer, CRF transitions), "tags": [...],
-  "head": head config, "subword": "first"|"last"}``
-  (``torch.load(DIR/"llmner_head.pt")``; the head classes are ``llmner.heads``).
+  "head": head config, "subword": "first"|"last"|"mean"|"first_last", "attention": backbone
+  attention settings, "repeat": input repetition}``
+  (``torch.load(DIR/"llmner_head.pt")``; the head classes are ``llmner.heads``). A model trained
+  with bidirectional layers or repeated input needs those settings to read the same features:
+  a plain ``AutoModel`` is causal, so the export says so in the log.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import json
 import logging
@@ -35,17 +44,59 @@ def export(ckpt_path: str | Path, out: str | Path) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     backbone = model.backbone
+    if hasattr(backbone.model, "peft_config"):
+        backbone.model.save_pretrained(out / "adapter")
     merged = backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
-    merged.save_pretrained(out)
     backbone.tokenizer.save_pretrained(out)
     if getattr(backbone, "causal_lm", False):
+        merged.save_pretrained(out)
         prompt = dataclasses.asdict(model.prompt) | {"keys": model.keys, "tags": model.tags}
         (out / "llmner_prompt.json").write_text(json.dumps(prompt, indent=2) + "\n")
     else:
+        token_classifier(merged, model.head, model.tags).save_pretrained(out)
+        if hasattr(model.head, "crf"):
+            crf = model.head.crf
+            (out / "crf_transitions.json").write_text(json.dumps({
+                "tags": model.tags, "start": crf.start_transitions.tolist(), "end": crf.end_transitions.tolist(),
+                "transitions": crf.transitions.tolist(),  # [from][to]
+            }) + "\n")
+        if model.subword != "first":
+            log.warning("the model reads words by their %s subword(s); the token-classification pipeline tags "
+                        "each subword, so aggregate its output accordingly", model.subword)
+        bcfg = model.run_config.get("backbone", {})
+        attention = {"attention": bcfg.get("attention"), "unmask_layers": bcfg.get("unmask_layers", "all")}
+        repeat = model.encoder.repeat
+        if attention["attention"] == "bidirectional" or repeat > 1:
+            log.warning("this model reads features with attention=%s, unmask_layers=%s, repeat=%d: a plain "
+                        "AutoModel of %s is causal and reads each window once; see llmner_head.pt",
+                        attention["attention"], attention["unmask_layers"], repeat, out)
         torch.save({"state_dict": model.head.state_dict(), "tags": model.tags, "head": model.run_config.get("head"),
-                    "subword": model.subword}, out / "llmner_head.pt")
+                    "subword": model.subword, **attention, "repeat": repeat}, out / "llmner_head.pt")
     log.info("exported %s to %s", ckpt_path, out)
     return out
+
+
+def token_classifier(base, head, tags: list[str]):
+    """A ``*ForTokenClassification`` model of ``base``'s weights with ``head.proj`` as its classifier."""
+    from transformers import AutoModelForTokenClassification
+
+    config = copy.deepcopy(base.config)
+    config.num_labels = len(tags)
+    config.id2label = dict(enumerate(tags))
+    config.label2id = {t: i for i, t in enumerate(tags)}
+    config.architectures = None
+    proj = head.proj
+    if proj.in_features != config.hidden_size:
+        raise ValueError(f"the head reads {proj.in_features} features per word (subword=first_last?), the "
+                         f"backbone gives {config.hidden_size}: no token-classification model can hold it")
+    model = AutoModelForTokenClassification.from_config(config, dtype=base.dtype)
+    prefix = model.base_model_prefix
+    getattr(model, prefix).load_state_dict(base.state_dict(), strict=True)
+    classifier = next(m for n, m in model.named_children() if n != prefix and isinstance(m, torch.nn.Linear))
+    with torch.no_grad():
+        classifier.weight.copy_(proj.weight)
+        classifier.bias.copy_(proj.bias)
+    return model.eval()
 
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")

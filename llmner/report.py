@@ -33,6 +33,7 @@ SUMMARY_COLUMNS = [
     ("train_seconds", "train/seconds", "mean"),
     ("train_steps", "train/steps", "mean"),
     ("test_sentences_per_s", "test/sentences_per_second", "mean"),
+    ("test_words_per_s", "test/words_per_second", "mean"),
     ("trainable_params", "params/trainable", "mean"),
     ("peak_memory_mb", "memory/peak_mb", "max"),
 ]
@@ -203,7 +204,7 @@ def summary_markdown(summary: pd.DataFrame, comparisons: pd.DataFrame, samples: 
     text = "# Benchmark summary\n\n"
     text += ("Test F1: entity micro F1 (conlleval), mean ± sd over seeds. Per-type columns: mean F1. "
              "Model selection on validation only. `test_sentences_per_s`: test sentences / seconds of the "
-             "whole test pass (`test/seconds`). `peak_memory_mb`: peak RSS of the process during the run "
+             "whole test pass (`test/seconds`); `test_words_per_s` likewise in words. `peak_memory_mb`: peak RSS of the process during the run "
              "(CPU), or peak CUDA memory allocated (GPU); max over seeds.\n\n")
     text += markdown_table(shown)
     if len(comparisons):

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import instantiate
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
@@ -14,6 +15,7 @@ from llmner import cli
 from llmner.builders import build_model, count_parameters, instantiate_dict
 from llmner.callbacks import RunOutputs
 from llmner.checkpoint import read_checkpoint
+from llmner.distributed import hydra_job
 from llmner.guards import check_selection
 
 log = logging.getLogger(__name__)
@@ -53,13 +55,16 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     check_selection(cfg, "train")
     apply_budget(cfg.trainer)
     resume = cfg.get("ckpt_path")
-    if resume:  # a clear error now for a missing or foreign file, not Lightning's traceback later
+    if resume and Path(resume).is_dir():  # DeepSpeed writes a folder of shards; its strategy reads it
+        log.info("resuming from the DeepSpeed checkpoint %s", resume)
+    elif resume:  # a clear error now for a missing or foreign file, not Lightning's traceback later
         step = read_checkpoint(resume).get("global_step", 0)
         log.info("%s %s at step %d", "resuming from" if cfg.train else "testing", resume, step)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     with open_dict(cfg):  # raw text at prediction time is split as the training corpus was
         cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
+        get_class(cfg.model._target_).configure(cfg.model, datamodule)
     model = build_model(cfg, datamodule.tags)
     datamodule.encoder = model.encoder
     n_train, n_all = count_parameters(model)
@@ -86,7 +91,8 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    metrics, _ = cli.run("train", lambda: train(cfg))
+    with hydra_job():  # several processes (trainer=ddp...): every rank in this job's folder
+        metrics, _ = cli.run("train", lambda: train(cfg))
     return metrics.get(cfg.get("optimized_metric") or "")  # for sweepers
 
 

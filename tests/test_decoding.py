@@ -211,3 +211,69 @@ def test_sentence_to_example_conll_and_crime():
     expected = {k: [str(v) for v in vs] for k, vs in report_to_json(report).items() if vs}
     assert ex.answers == expected  # the JSON view, values as text
     assert CrimeCorpus(num_train=2, num_validation=1, num_test=1).load()["train"][0].meta["text"]
+
+
+def test_no_value_twice_in_a_list_even_when_the_model_wants_to_repeat(decoder, tokenizer, monkeypatch):
+    """Adversarial logits: the model's favourite tokens spell values it has already written."""
+    V = len(tokenizer)
+    texts = ["ages 30 and 35 and 3 , Ann and Ann Lee", "30 30 30", "Ann Ann", "7"]
+    favourite = [tokenizer.convert_tokens_to_ids(t) for t in ["3", "0", "5", "J", "ohn", "A", "nn", ",", " "]]
+    favourite = [t for t in favourite if t is not None and t != tokenizer.unk_token_id]
+    assert len(favourite) >= 4
+    g = torch.Generator().manual_seed(5)
+
+    def pick(step, B):
+        scores = torch.randn(B, V, generator=g)
+        for rank, t in enumerate(favourite):
+            scores[:, t] = 60.0 - rank  # repeat these forever if allowed
+        scores[:, tokenizer.convert_tokens_to_ids('"')] = 55.0
+        scores[:, tokenizer.eos_token_id] = -50.0
+        return scores
+
+    keys, integer = ["PER", "AGE"], {"AGE"}
+    for steps in (80, 40):
+        monkeypatch.setattr(decoder, "max_new_tokens", steps)
+        for text, raw in zip(texts, run_constraint(decoder, tokenizer, texts, keys, integer, pick, steps)):
+            check(raw, keys, integer, text)
+            obj = json.loads(raw)  # the raw JSON itself, before parse_answer's de-duplication
+            for k, values in obj.items():
+                assert len(values) == len(set(values)), (text, raw)
+            # an integer list ends when every integer of the text is in it
+            assert set(obj["AGE"]) <= {int(d) for d in ("30", "35", "3", "0", "5", "7") if d in text}
+
+
+def test_no_repeat_grammar_by_hand():
+    g = AnswerGrammar(["AGE"], {"AGE"}, "30 35")
+    s = g.feed(g.start, '{"AGE": [30, ')
+    assert g.step(s, "3") is not None  # "35" can still grow from "3"
+    s3 = g.step(s, "3")
+    assert g.step(s3, "0") is None  # "30" is in the list and has no extension
+    s35 = g.feed(s, "35")
+    assert g.step(s35, ",") is not None  # "3", "5", "0" are still new
+    full = g.feed(g.start, '{"AGE": [30, 35, 3, 5, 0')
+    assert g.step(full, ",") is None and g.step(full, "]") is not None  # nothing new left: the list ends
+    h = AnswerGrammar(["PER"], set(), "Ann Ann")
+    s = h.feed(h.start, '{"PER": ["Ann", "')
+    assert h.step(h.feed(s, "Ann"), '"') is None  # a repeat cannot be closed
+    assert h.feed(s, "Ann ") is not None  # but a longer, new value can grow from it
+    assert parse_answer('{"PER": ["Ann", "Ann", "Lee"]}', ["PER"])[0] == {"PER": ["Ann", "Lee"]}
+
+
+def test_few_shot_conversation_by_hand():
+    from llmner.data.chat import ChatFormat, few_shot_examples
+
+    sentences = [Sentence(["prices", "fell"], ["O", "O"]), Sentence(["Ann", "Lee", "ran"], ["B-PER", "I-PER", "O"]),
+                 Sentence(["Bo", "won"], ["B-PER", "O"])]
+    shots = few_shot_examples(sentences, 2, seed=0)
+    assert shots == few_shot_examples(sentences, 2, seed=0)  # seeded
+    assert sorted(s["text"] for s in shots) == ["Ann Lee ran", "Bo won"]  # only sentences with an entity
+    fmt = ChatFormat(shots=2, examples=shots)
+    messages, targets = fmt.conversation("Cy sat", {"PER": ["Cy"]}, ["PER"])
+    roles = [m["role"] for m in messages]
+    assert roles == ["system"] + ["user", "assistant", "user", "assistant"] * 3
+    assert [m["content"] for m in messages[1:5]] == [f"Text:\n{shots[0]['text']}", "I've read this text.",
+                                                     "What describes PER in the text? Answer with one JSON object.",
+                                                     json.dumps({"PER": shots[0]["answers"]["PER"]})]
+    assert targets == [len(messages) - 1]  # only the real answer carries loss, not the shots'
+    with pytest.raises(ValueError, match="shots=3"):
+        ChatFormat(shots=3, examples=shots)

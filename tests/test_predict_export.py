@@ -105,3 +105,53 @@ def test_export_loads_without_llmner(run, tmp_path):
             assert head["tags"] == model.tags and set(head["state_dict"]) == set(model.head.state_dict())
             hidden = model.backbone(ids["input_ids"], ids["attention_mask"])
             assert torch.allclose(plain(**ids).last_hidden_state, hidden, atol=1e-4)
+
+
+def test_exported_token_classifier_runs_in_the_pipeline_with_the_heads_tags(run, tmp_path):
+    from peft import PeftConfig
+    from transformers import pipeline
+
+    kind, out, _, objects = run
+    if kind != "tagger":
+        pytest.skip("the token-classification export is for tag heads")
+    model = llmner.load(str(out / "checkpoints" / "last.ckpt"))
+    export(out / "checkpoints" / "last.ckpt", tmp_path / "export")
+    assert PeftConfig.from_pretrained(tmp_path / "export" / "adapter").r == model.run_config["backbone"]["lora_r"]
+    tagger = pipeline("token-classification", model=str(tmp_path / "export"), ignore_labels=[], device="cpu")
+    sentences = objects["datamodule"].sentences["test"][:8]
+    checked = 0
+    for s in sentences:
+        text = " ".join(s.tokens)
+        # llmner's linear-head tags: argmax of the same emissions at each word's first subword
+        batch = model.encoder.collate(model.encoder.encode_texts([text])[0])
+        with torch.no_grad():
+            ours = [model.tags[t] for t in model.head.decode(model(batch), batch["word_mask"])[0]]
+        tokens = tagger(text)
+        starts, pos = [], 0
+        for w in s.tokens:
+            starts.append(pos)
+            pos += len(w) + 1
+        for word, start, tag in zip(s.tokens, starts, ours):
+            # the pipeline's first token of the word: byte-level BPE pieces match llmner's " word"
+            # encoding, whose first piece may be the space alone (offsets (start - 1, start))
+            first = next(t for t in tokens if t["end"] >= start and t["end"] > t["start"])
+            assert first["entity"] == tag, (text, word, first, tag)
+            checked += 1
+    assert checked > 20 and len({t for s in sentences for t in s.tags}) > 1
+
+
+def test_few_shot_prompting_and_the_shots_stay_with_the_checkpoint(tiny_conll, tmp_path):
+    cfg = compose_config(TINY + GEN + [f"data.path={tiny_conll}", "model.prompt.shots=2", "trainer.max_steps=2",
+                                       "trainer.val_check_interval=2"], tmp_path / "tuned")
+    metrics, objects = train(cfg)
+    model = objects["model"]
+    train_texts = {" ".join(s.tokens) for s in objects["datamodule"].sentences["train"]}
+    shots = [e["text"] for e in model.prompt.examples]
+    assert len(shots) == 2 and set(shots) <= train_texts
+    assert "test/field_f1" in metrics
+    reloaded = llmner.load(objects["best_ckpt"] or str(tmp_path / "tuned" / "checkpoints" / "last.ckpt"))
+    assert [e["text"] for e in reloaded.prompt.examples] == shots  # asked with the same shots
+    # prompting only: no training, the same shots for the same seed
+    cfg = compose_config(TINY + GEN + [f"data.path={tiny_conll}", "model.prompt.shots=2", "train=false"], tmp_path / "prompt")
+    metrics, objects = train(cfg)
+    assert [e["text"] for e in objects["model"].prompt.examples] == shots and "test/field_f1" in metrics

@@ -119,7 +119,7 @@ def run_cli(args, tmp_path):
 def test_bad_config_value_and_missing_checkpoint_are_one_line_errors(tiny_conll, tmp_path):
     proc = run_cli(["llmner.train", "backbone=tiny_random", "data=conll2003", f"data.path={tiny_conll}", "model.subword=middle"], tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "llmner train: config model: model.subword must be one of ('first', 'last'), got 'middle'" in proc.stderr
+    assert "llmner train: config model: model.subword must be one of ('first', 'last', 'mean', 'first_last'), got 'middle'" in proc.stderr
     proc = run_cli(["llmner.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"llmner evaluate: {tmp_path / 'nope.ckpt'}: no such checkpoint file" in proc.stderr

@@ -134,19 +134,28 @@ def encode_sentence(
     suffix: list[int],
     max_length: int,
     context: int,
+    repeat: int = 1,
 ) -> list[EncodedWindow]:
-    """Windows of one sentence, ready to batch. ``word_ids`` come from ``encode_words``."""
-    budget = max_length - len(prefix) - len(suffix)
+    """Windows of one sentence, ready to batch. ``word_ids`` come from ``encode_words``.
+
+    With ``repeat`` k > 1 each window's words are given k times in a row and the owned words'
+    positions point into the last copy, whose subwords have seen the whole window in the copies
+    before it (a causal decoder's right context, Kukić et al. 2025). The window budget is divided
+    by k, so that the repeated window still fits ``max_length``; no word is dropped.
+    """
+    if repeat < 1:
+        raise ValueError(f"model.encoder.repeat must be >= 1, got {repeat}")
+    budget = (max_length - len(prefix) - len(suffix)) // repeat
     out = []
     for w in plan_windows([len(x) for x in word_ids], budget, context):
-        ids = list(prefix)
+        pieces = [word_ids[i][:budget] for i in range(w.start, w.end)]
+        ids = list(prefix) + [t for _ in range(repeat - 1) for p in pieces for t in p]
         first, last = [], []
-        for i in range(w.start, w.end):
-            pieces = word_ids[i][:budget]
-            if i >= w.own_start and i < w.own_end:
+        for i, p in zip(range(w.start, w.end), pieces):
+            if w.own_start <= i < w.own_end:
                 first.append(len(ids))
-                last.append(len(ids) + len(pieces) - 1)
-            ids += pieces
+                last.append(len(ids) + len(p) - 1)
+            ids += p
         ids += suffix
         out.append(EncodedWindow(ids, first, last, labels[w.own_start : w.own_end], sentence, w.own_start))
     return out
@@ -168,10 +177,16 @@ class WindowEncoder:
         bos: put the tokenizer's BOS token before each window when the tokenizer adds no special
             token of its own there (SmolLM2's does not). Without it a decoder's first word sits at
             position 0, the one position that sees nothing and that attention uses as its sink.
+        repeat: give each window's words this many times; the head reads the last copy, which
+            has seen the whole window (right context for a causal decoder, at ~``repeat`` x the
+            cost per step). Windows hold ``1 / repeat`` as many subwords.
     """
 
     def __init__(self, tokenizer, max_length: int = 256, context_words: int = 16, splitter: str | None = None,
-                 bos: bool = False) -> None:
+                 bos: bool = False, repeat: int = 1) -> None:
+        if repeat < 1:
+            raise ValueError(f"model.encoder.repeat must be >= 1, got {repeat}")
+        self.repeat = repeat
         check_splitter(splitter)
         self.tokenizer = tokenizer
         self.max_length = max_length
@@ -190,7 +205,7 @@ class WindowEncoder:
         out, pos, long = [], 0, 0
         for k, (ws, labs) in enumerate(zip(words, labels)):
             enc = encode_sentence(ids[pos : pos + len(ws)], labs, k, self.prefix, self.suffix,
-                                  self.max_length, self.context_words)
+                                  self.max_length, self.context_words, self.repeat)
             long += len(enc) > 1
             out += enc
             pos += len(ws)

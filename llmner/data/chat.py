@@ -76,18 +76,31 @@ class ChatFormat:
         types: the schema's keys in answer order; ``None``: the entity types of the tag set, sorted.
         integer_types: types whose values are integers (``Victim_Age``).
         system: the system line.
+        shots: solved examples before the question (few-shot prompting); ``examples`` holds them.
+        shot_seed: seed of the choice of the shots among the training sentences.
+        examples: ``[{"text": ..., "answers": {type: [values]}}]``, chosen from the train split by
+            ``few_shot_examples`` when the run starts and stored with the run's config, so that a
+            checkpoint is asked with the same shots.
     """
 
     style: str = "single"
     types: tuple[str, ...] | None = None
     integer_types: tuple[str, ...] = ()
     system: str = SYSTEM
+    shots: int = 0
+    shot_seed: int = 0
+    examples: tuple[dict, ...] = ()
 
     def __post_init__(self) -> None:
         if self.style not in STYLES:
             raise ValueError(f"prompt style must be one of {STYLES}, got {self.style!r}")
+        if self.shots < 0:
+            raise ValueError(f"model.prompt.shots must be >= 0, got {self.shots}")
         object.__setattr__(self, "types", tuple(self.types) if self.types is not None else None)
         object.__setattr__(self, "integer_types", tuple(self.integer_types))
+        object.__setattr__(self, "examples", tuple(dict(e) for e in self.examples or ()))
+        if self.shots and len(self.examples) != self.shots:
+            raise ValueError(f"model.prompt.shots={self.shots} but {len(self.examples)} examples were chosen")
 
     def keys(self, tags: list[str]) -> list[str]:
         """The answer keys: ``types``, or the entity types of ``tags``."""
@@ -109,23 +122,36 @@ class ChatFormat:
             obj[k] = list(values)
         return json.dumps(obj, ensure_ascii=False)
 
-    def opening(self, text: str) -> list[dict]:
-        """The messages before the first question."""
-        return [
-            {"role": "system", "content": self.system},
-            {"role": "user", "content": f"Text:\n{text}"},
-            {"role": "assistant", "content": READ_REPLY},
-        ]
+    def opening(self, text: str, keys: list[str] | None = None) -> list[dict]:
+        """The messages before the first question: the system line, each shot solved (its text
+        and every question answered, as in training), then the text."""
+        messages = [{"role": "system", "content": self.system}]
+        for shot in self.examples:
+            messages += [{"role": "user", "content": f"Text:\n{shot['text']}"}, {"role": "assistant", "content": READ_REPLY}]
+            for question, qkeys in self.questions(keys or []):
+                messages += [{"role": "user", "content": question},
+                             {"role": "assistant", "content": self.answer(shot["answers"], qkeys)}]
+        return messages + [{"role": "user", "content": f"Text:\n{text}"}, {"role": "assistant", "content": READ_REPLY}]
 
     def conversation(self, text: str, answers: dict[str, list], keys: list[str]) -> tuple[list[dict], list[int]]:
         """The full training conversation and the indices of the messages that carry loss."""
-        messages = self.opening(text)
+        messages = self.opening(text, keys)
         targets = []
         for question, qkeys in self.questions(keys):
             messages.append({"role": "user", "content": question})
             targets.append(len(messages))
             messages.append({"role": "assistant", "content": self.answer(answers, qkeys)})
         return messages, targets
+
+
+def few_shot_examples(sentences: list[Sentence], k: int, seed: int = 0) -> list[dict]:
+    """``k`` solved examples for the prompt, drawn (seeded) from the sentences that have an entity
+    (an example with only empty lists shows the model nothing to copy); fewer if there are fewer."""
+    import random
+
+    candidates = [i for i, s in enumerate(sentences) if any(t != "O" for t in s.tags)] or list(range(len(sentences)))
+    chosen = random.Random(seed).sample(candidates, min(k, len(candidates)))
+    return [{"text": ex.text, "answers": ex.answers} for ex in (sentence_to_example(sentences[i], i) for i in chosen)]
 
 
 def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:

@@ -14,7 +14,7 @@ from typing import Any, Callable, Protocol
 
 import lightning as L
 import torch
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import BatchSampler, DataLoader, Dataset, Sampler, SequentialSampler
 
 from llmner.data.schema import DataError, Sentence, labels_of, split_tag, tag_set
 
@@ -54,21 +54,38 @@ class ItemDataset(Dataset):
         return self.items[i]
 
 
-class BucketBatchSampler(Sampler[list[int]]):
+class BucketBatchSampler(BatchSampler):
     """Random batches of similar-length windows: shuffle, sort within pools of ``pool`` batches, shuffle batches.
 
     Padding is wasted compute; on CoNLL-2003 (1 to 124 words a sentence) random batches are
     about half padding. Seeded per epoch, so runs repeat.
+
+    It follows PyTorch's ``BatchSampler`` API (a ``sampler`` of indices) so that Lightning can put its
+    ``DistributedSampler`` under it on several processes: each process then batches its own shard,
+    and every process gets the same number of batches (a process with one batch more would wait
+    forever for the others at the gradient all-reduce). Lightning shards unshuffled (the default
+    sampler is sequential), so each process keeps the same items across epochs and shuffles them
+    itself; the global batch is still a random draw from the whole training set.
+
+    Args:
+        lengths: the length of each item of the dataset.
+        batch_size: items per batch.
+        pool: batches per sorting pool (larger: less padding, less randomness).
+        seed: seed of the order (plus the epoch).
+        sampler: the dataset indices to batch (default: all, in order; Lightning passes its shard).
     """
 
-    def __init__(self, lengths: list[int], batch_size: int, pool: int = 50, seed: int = 0) -> None:
-        self.lengths, self.batch_size, self.pool, self.seed = lengths, batch_size, pool, seed
+    def __init__(self, lengths: list[int], batch_size: int, pool: int = 50, seed: int = 0,
+                 sampler: Sampler[int] | None = None) -> None:
+        super().__init__(sampler if sampler is not None else SequentialSampler(range(len(lengths))), batch_size, drop_last=False)
+        self.lengths, self.pool, self.seed = lengths, pool, seed
         self.epoch = 0
 
     def __iter__(self):
         g = torch.Generator().manual_seed(self.seed + self.epoch)
         self.epoch += 1
-        order = torch.randperm(len(self.lengths), generator=g).tolist()
+        indices = list(self.sampler)
+        order = [indices[j] for j in torch.randperm(len(indices), generator=g).tolist()]
         size = self.batch_size * self.pool
         batches = []
         for i in range(0, len(order), size):
@@ -78,7 +95,7 @@ class BucketBatchSampler(Sampler[list[int]]):
             yield batches[i]
 
     def __len__(self) -> int:
-        return math.ceil(len(self.lengths) / self.batch_size)
+        return math.ceil(len(self.sampler) / self.batch_size)
 
 
 class CorpusDataModule(L.LightningDataModule):

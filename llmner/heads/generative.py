@@ -14,7 +14,11 @@ The grammar accepts exactly the ``json.dumps`` layout the model is trained on::
 - list values; a string value is a non-empty substring of the source text (JSON-escaped: a
   newline in the text is written ``\\n``, a quote ``\\"``; ``\\uXXXX`` escapes are not used);
 - an integer value (``integer_keys``, e.g. ``Victim_Age``) is a run of digits that occurs in the
-  text, without leading zeros.
+  text, without leading zeros;
+- no value twice in one list: a value already in the list cannot be closed again, a prefix is
+  allowed only while some new value can still grow from it (no dead ends), and ``,`` only while a
+  new value exists at all, so a model that prefers to repeat itself (``[30, 35, 30, 35, ...]``,
+  a known failure of JSON decoding) must end the list instead.
 
 Budget: every state has a *closure*, the shortest string that completes the JSON from it, and a
 bound on the tokens it takes (the fewest tokens that spell each key's segment, summed). A token
@@ -37,16 +41,18 @@ import torch
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 _DIGITS = "0123456789"
 
-# States are small tuples (hashable, so allowed-token tables are cached per state):
-#   ("F", i, j)      inside the forced literal that opens key i, at character j
-#   ("V", i, first)  expecting a value of key i (or "]" if first)
-#   ("S", i, v, esc) inside a string value v of key i; esc: a backslash is pending
-#   ("I", i, d)      inside an integer with digits d
-#   ("A", i)         after a string value: "," or "]"
-#   ("C", i)         after ",": " "
-#   ("E",)           after the last list: "}"
-#   ("D",)           done
+# States are small tuples (hashable, so allowed-token tables are cached per state); ``seen`` is the
+# frozenset of the values already in the current list (decoded strings, or digit strings):
+#   ("F", i, j)               inside the forced literal that opens key i, at character j
+#   ("V", i, first, seen)     expecting a value of key i (or "]" if first)
+#   ("S", i, v, esc, seen)    inside a string value v of key i; esc: a backslash is pending
+#   ("I", i, d, seen)         inside an integer with digits d
+#   ("A", i, seen)            after a string value: "," or "]"
+#   ("C", i, seen)            after ",": " "
+#   ("E",)                    after the last list: "}"
+#   ("D",)                    done
 State = tuple
+_NONE: frozenset = frozenset()
 
 
 class AnswerGrammar:
@@ -75,10 +81,47 @@ class AnswerGrammar:
     def _after_list(self, i: int) -> State:
         return ("F", i + 1, 0) if i + 1 < len(self.keys) else ("E",)
 
+    def _fresh_suffix(self, prefix: str, seen: frozenset, digits: bool) -> str | None:
+        """The shortest text that makes ``prefix`` + it a value of the text not in ``seen`` ("" if
+        ``prefix`` is new already), or ``None`` if no such value starts with ``prefix``.
+
+        Extensions of one occurrence are distinct strings, so among ``len(seen) + 1`` of them one is
+        new: the scan stops after a few characters whatever the text's length.
+        """
+        if prefix not in seen:
+            return ""
+        if digits and prefix == "0":  # no leading zeros: "0" has no extension
+            return None
+        best = None
+        start = self.text.find(prefix)
+        while start != -1:
+            for end in range(start + len(prefix) + 1, len(self.text) + 1):
+                if digits and self.text[end - 1] not in _DIGITS:
+                    break
+                if best is not None and end - start - len(prefix) >= len(best):
+                    break
+                if self.text[start:end] not in seen:
+                    best = self.text[start + len(prefix) : end]
+                    break
+            start = self.text.find(prefix, start + 1)
+        return best
+
+    def _growable(self, prefix: str, seen: frozenset, digits: bool) -> bool:
+        """Whether some value not in ``seen`` starts with ``prefix`` (itself included) in the text."""
+        return self._fresh_suffix(prefix, seen, digits) is not None
+
+    def _new_value_exists(self, i: int, seen: frozenset) -> bool:
+        """Whether any value not yet in the list of key ``i`` can be written (strict mode)."""
+        if self.is_int[i]:
+            return any(self._growable(d, seen, True) for d in set(self.text) & set(_DIGITS))
+        if not self.text.strip():
+            return False
+        return len(seen) < len(self.text) or any(self._growable(c, seen, False) for c in set(self.text))
+
     def step(self, state: State, ch: str, strict: bool = True) -> State | None:
         """The state after character ``ch``, or ``None`` if the grammar rejects it.
 
-        ``strict=False`` drops the source-text rule (used only to follow a closure).
+        ``strict=False`` drops the source-text and no-repeat rules (used only to follow a closure).
         """
         kind = state[0]
         if kind == "F":
@@ -86,48 +129,58 @@ class AnswerGrammar:
             lit = self.literals[i]
             if ch != lit[j]:
                 return None
-            return ("V", i, True) if j + 1 == len(lit) else ("F", i, j + 1)
+            return ("V", i, True, _NONE) if j + 1 == len(lit) else ("F", i, j + 1)
         if kind == "V":
-            _, i, first = state
+            _, i, first, seen = state
             if ch == "]" and first:
                 return self._after_list(i)
             if self.is_int[i]:
-                return ("I", i, ch) if ch in _DIGITS and (not strict or ch in self.text) else None
-            return ("S", i, "", False) if ch == '"' and (not strict or self.text.strip()) else None
+                ok = ch in _DIGITS and (not strict or (ch in self.text and self._growable(ch, seen, True)))
+                return ("I", i, ch, seen) if ok else None
+            ok = ch == '"' and (not strict or self._new_value_exists(i, seen))
+            return ("S", i, "", False, seen) if ok else None
         if kind == "S":
-            _, i, value, esc = state
+            _, i, value, esc, seen = state
             if esc:
                 decoded = _ESCAPES.get(ch)
                 if decoded is None:
                     return None
             elif ch == '"':
-                return ("A", i) if value or not strict else None
+                if not strict:
+                    return ("A", i, seen | {value})
+                return ("A", i, seen | {value}) if value and value not in seen else None
             elif ch == "\\":  # only if some escape can continue the value (no dead ends)
-                ok = not strict or any(value + d in self.text for d in _ESCAPES.values())
-                return ("S", i, value, True) if ok else None
+                ok = not strict or any(value + d in self.text and self._growable(value + d, seen, False)
+                                       for d in _ESCAPES.values())
+                return ("S", i, value, True, seen) if ok else None
             elif ord(ch) < 0x20:  # raw control characters are invalid inside JSON strings
                 return None
             else:
                 decoded = ch
             value += decoded
-            return ("S", i, value, False) if not strict or value in self.text else None
+            ok = not strict or (value in self.text and self._growable(value, seen, False))
+            return ("S", i, value, False, seen) if ok else None
         if kind == "I":
-            _, i, digits = state
+            _, i, digits, seen = state
             if ch in _DIGITS:
                 if digits == "0":
                     return None
                 digits += ch
-                return ("I", i, digits) if not strict or digits in self.text else None
+                ok = not strict or (digits in self.text and self._growable(digits, seen, True))
+                return ("I", i, digits, seen) if ok else None
+            if strict and digits in seen:
+                return None
+            seen = seen | {digits}
             if ch == ",":
-                return ("C", i)
+                return ("C", i, seen) if not strict or self._new_value_exists(i, seen) else None
             return self._after_list(i) if ch == "]" else None
         if kind == "A":
-            _, i = state
+            _, i, seen = state
             if ch == ",":
-                return ("C", i)
+                return ("C", i, seen) if not strict or self._new_value_exists(i, seen) else None
             return self._after_list(i) if ch == "]" else None
         if kind == "C":
-            return ("V", state[1], False) if ch == " " else None
+            return ("V", state[1], False, state[2]) if ch == " " else None
         if kind == "E":
             return ("D",) if ch == "}" else None
         return None  # "D": nothing after the closing brace
@@ -139,14 +192,23 @@ class AnswerGrammar:
             _, i, j = state
             return self.literals[i][j:] + "]", i
         if kind == "V":
-            _, i, first = state
+            _, i, first, _ = state
             return ("" if first else ("0" if self.is_int[i] else '""')) + "]", i
         if kind == "S":
-            return ('""' if state[3] else '"') + "]", state[1]
-        if kind in ("I", "A"):
+            _, i, value, esc, seen = state
+            if esc:
+                return '""]', i
+            # a value already in the list is first grown into a new one, so that even a closure
+            # forced by the budget repeats nothing
+            grow = self._fresh_suffix(value, seen, False) or ""
+            return json.dumps(grow, ensure_ascii=False)[1:-1] + '"]', i
+        if kind == "I":
+            _, i, digits, seen = state
+            return (self._fresh_suffix(digits, seen, True) or "") + "]", i
+        if kind == "A":
             return "]", state[1]
         if kind == "C":
-            return " " + self._head(("V", state[1], False))[0], state[1]
+            return " " + self._head(("V", state[1], False, state[2]))[0], state[1]
         return ("}" if kind == "E" else ""), None
 
     def closure(self, state: State) -> str:
@@ -322,7 +384,7 @@ def parse_answer(raw: str, keys: list[str], integer_keys: set[str] | frozenset[s
     Returns:
         ``(answers, fits_schema)``: ``answers`` is the JSON object (``None`` if ``raw`` is not a
         JSON object); ``fits_schema`` is True when it has exactly ``keys``, each a list of strings
-        (integers for ``integer_keys``). Empty strings are dropped from the values.
+        (integers for ``integer_keys``). Empty strings and repeats are dropped from the values.
     """
     try:
         obj = json.loads(raw.strip())
@@ -339,7 +401,8 @@ def parse_answer(raw: str, keys: list[str], integer_keys: set[str] | frozenset[s
     out: dict[str, list] = {}
     for k, v in obj.items():
         values = v if isinstance(v, list) else [v]
-        out[str(k)] = [x for x in values if isinstance(x, (str, int)) and not isinstance(x, bool) and str(x).strip()]
+        kept = [x for x in values if isinstance(x, (str, int)) and not isinstance(x, bool) and str(x).strip()]
+        out[str(k)] = list(dict.fromkeys(kept))  # a value once (unconstrained output may repeat one)
     return out, fits
 
 

@@ -7,7 +7,8 @@ evaluation step records (``_record``) and how records become word tags (``assemb
 Evaluation records are plain Python tuples ``(sentence, offset, payload)``, keyed by the sentence's
 index in its split and the first word they cover. At the end of an epoch they are gathered from
 every process (``all_gather_object``), de-duplicated by key (a distributed sampler repeats items to
-even out the shards), assembled into one tag sequence per sentence and scored once.
+even out the shards), assembled into one tag sequence per sentence and scored once: every process
+then holds the same predictions and metrics, whatever the number of processes.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from typing import Any, Callable
 
 import lightning as L
 import torch
+from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 from transformers import get_linear_schedule_with_warmup
 
@@ -27,6 +29,16 @@ from llmner.metrics import entity_scores
 log = logging.getLogger(__name__)
 
 Record = tuple[int, int, Any]  # (sentence index, first word, what the head predicted there)
+
+# FSDP and activation checkpointing wrap submodules in place; state dicts keep the original names.
+WRAPPER_PREFIXES = ("_fsdp_wrapped_module.", "_checkpoint_wrapped_module.")
+
+
+def plain_name(name: str) -> str:
+    """A parameter's name without the wrappers of distributed strategies (as in its state dict)."""
+    for prefix in WRAPPER_PREFIXES:
+        name = name.replace(prefix, "")
+    return name
 
 
 class LlmnerModule(L.LightningModule):
@@ -62,13 +74,21 @@ class LlmnerModule(L.LightningModule):
         return self.head.tags
 
     @staticmethod
-    def build_head(head: Callable, backbone: nn.Module, tags: list[str]) -> Any:
+    def configure(model_cfg, datamodule) -> None:
+        """Finish the model config from the data before the model is built (e.g. few-shot examples)."""
+
+    @staticmethod
+    def build_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> Any:
         """Finish the partial head config with what the backbone and data tell (hidden size or tokenizer)."""
         raise NotImplementedError
 
     # --- checkpoints: what was trained, and the config to rebuild the rest ------------------
+    def trainable_names(self) -> set[str]:
+        """State-dict names of the parameters that train (also when a strategy wrapped the layers)."""
+        return {plain_name(n) for n, p in self.named_parameters() if p.requires_grad}
+
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        trainable = {n for n, p in self.named_parameters() if p.requires_grad}
+        trainable = self.trainable_names()
         checkpoint["state_dict"] = {k: v for k, v in checkpoint["state_dict"].items() if k in trainable}
         checkpoint["llmner"] = {"config": self.run_config, "tags": self.tags, "format": FORMAT}
 
@@ -76,7 +96,9 @@ class LlmnerModule(L.LightningModule):
         saved = checkpoint.get("llmner", {})
         if saved.get("tags") and saved["tags"] != self.tags:
             raise ValueError(f"checkpoint tags {saved['tags']} differ from the model's {self.tags}")
-        missing = [n for n, p in self.named_parameters() if p.requires_grad and n not in checkpoint["state_dict"]]
+        if "state_dict" not in checkpoint:  # DeepSpeed loads the weights itself and passes only the rest
+            return
+        missing = sorted(self.trainable_names() - set(checkpoint["state_dict"]))
         if missing:
             raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
 
@@ -85,6 +107,17 @@ class LlmnerModule(L.LightningModule):
     def split(self) -> str:
         """``test`` inside ``trainer.test``, else ``val``."""
         return "test" if self._trainer is not None and self.trainer.testing else "val"
+
+    def log(self, name: str, value: Any, *args: Any, **kwargs: Any) -> None:
+        """``LightningModule.log``, with evaluation values (``val/loss``) averaged over every process.
+
+        A value logged in an evaluation step is a mean over this process's batches; ``sync_dist``
+        makes it the mean over all of them (weighted by ``batch_size``). The epoch-end metrics are
+        computed from the gathered records, equal on every process, and pass ``sync_dist=False``.
+        """
+        if name.startswith(("val/", "test/")):
+            kwargs.setdefault("sync_dist", True)
+        super().log(name, value, *args, **kwargs)
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._records += self._record(batch)
@@ -118,8 +151,8 @@ class LlmnerModule(L.LightningModule):
         order = sorted(pred)
         metrics = entity_scores([gold[s] for s in order], [pred[s] for s in order], split) | extra
         f1 = metrics.pop(f"{split}/f1")
-        self.log_dict(metrics)
-        self.log(f"{split}/f1", f1, prog_bar=True)
+        self.log_dict(metrics, sync_dist=False)  # already global: computed from every process's records
+        self.log(f"{split}/f1", f1, prog_bar=True, sync_dist=False)
 
     def on_validation_epoch_end(self) -> None:
         self._eval_epoch_end("val")
@@ -134,6 +167,18 @@ class LlmnerModule(L.LightningModule):
 
     def warmup_steps(self, total: int) -> int:
         raise NotImplementedError
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val: float | None = None,
+                                    gradient_clip_algorithm: str | None = None) -> None:
+        """Lightning's clipping (``trainer.gradient_clip_val``), and under FSDP clipping by norm as FSDP requires.
+
+        Each FSDP process holds a shard of every gradient, so the norm must be computed over all of
+        them; the root FSDP module does that (``clip_grad_norm_``), which Lightning leaves to the model.
+        """
+        if gradient_clip_val and gradient_clip_algorithm in (None, "norm") and isinstance(self.trainer.strategy, FSDPStrategy):
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
 
     def configure_optimizers(self):
         groups = [g for g in self.param_groups() if g["params"]]

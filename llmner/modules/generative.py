@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat
+from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat, few_shot_examples
 from llmner.data.text import dedup, values_to_tags
 from llmner.errors import ConfigError
 from llmner.heads.generative import JsonDecoder, parse_answer
@@ -70,7 +70,20 @@ class GenerativeModule(LlmnerModule):
         self.answers: dict[str, dict[int, dict[str, list]]] = {}  # split -> sentence -> the decoded JSON
 
     @staticmethod
-    def build_head(head: Callable, backbone: nn.Module, tags: list[str]) -> JsonDecoder:
+    def configure(model_cfg, datamodule) -> None:
+        """Choose the few-shot examples (``prompt.shots``) from the train split, once: a config
+        that holds them already (a checkpoint's) keeps its own."""
+        prompt = model_cfg.get("prompt") or {}
+        k = int(prompt.get("shots") or 0)
+        if k and not prompt.get("examples"):
+            examples = few_shot_examples(datamodule.sentences["train"], k, int(prompt.get("shot_seed") or 0))
+            if len(examples) < k:
+                log.warning("model.prompt.shots=%d, but the train split has %d examples to show", k, len(examples))
+            model_cfg.prompt.examples = examples
+            model_cfg.prompt.shots = len(examples)
+
+    @staticmethod
+    def build_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> JsonDecoder:
         if getattr(head, "func", head) is not JsonDecoder:
             raise ConfigError(f"model=generative decodes with head=generative, got a {getattr(head, 'func', head).__name__}")
         return head(tokenizer=backbone.tokenizer, tags=tags)
@@ -132,7 +145,7 @@ class GenerativeModule(LlmnerModule):
         """
         was_training = self.training
         self.eval()
-        conversations = [self.prompt.opening(t) for t in texts]
+        conversations = [self.prompt.opening(t, self.keys) for t in texts]
         runs = {"": constrained} | ({"free_": False} if also_free else {})
         out: dict[str, list] = {}
         for name in runs:

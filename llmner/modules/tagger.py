@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import torch
@@ -14,7 +15,32 @@ from llmner.heads.generative import JsonDecoder
 from llmner.losses import CompoundLoss
 from llmner.modules.base import LlmnerModule, Record
 
-SUBWORDS = ("first", "last")
+log = logging.getLogger(__name__)
+
+SUBWORDS = ("first", "last", "mean", "first_last")
+
+
+def pool_words(hidden: torch.Tensor, first: torch.Tensor, last: torch.Tensor, how: str) -> torch.Tensor:
+    """Word features from subword states: (B, T, H), (B, W), (B, W) -> (B, W, H) or (B, W, 2H).
+
+    ``first`` / ``last``: one subword's state; ``mean``: the average over the word's subwords;
+    ``first_last``: first and last concatenated (Flair's ``first_last``).
+    """
+    def take(index: torch.Tensor) -> torch.Tensor:
+        return hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.size(-1)))  # (B, W, H)
+
+    if how == "first":
+        return take(first)
+    if how == "last":
+        return take(last)
+    if how == "first_last":
+        return torch.cat([take(first), take(last)], dim=-1)  # (B, W, 2H)
+    # mean: a (B, W, T) averaging matrix; exact, unlike differences of a running sum next to
+    # the large activations decoders keep at their first positions
+    t = torch.arange(hidden.size(1), device=hidden.device)  # (T,)
+    inside = (t >= first.unsqueeze(-1)) & (t <= last.unsqueeze(-1))  # (B, W, T)
+    weights = inside.to(hidden.dtype) / inside.sum(-1, keepdim=True).clamp(min=1)
+    return weights @ hidden  # (B, W, H)
 
 
 class TaggerModule(LlmnerModule):
@@ -30,9 +56,9 @@ class TaggerModule(LlmnerModule):
         lr_backbone: learning rate of the backbone's trainable weights (LoRA adapters).
         lr_head: learning rate of the head and CRF, which start from scratch.
         warmup_ratio: fraction of the steps with a linear warm-up; linear decay to 0 after it.
-        subword: which subword of a word feeds the head: ``first`` (the classic choice) or
-            ``last`` (for decoder LMs the last subword is the first position that has seen the
-            whole word).
+        subword: how a word's subwords feed the head: ``first`` (the classic choice), ``last``
+            (for decoder LMs the first position that has seen the whole word), ``mean`` or
+            ``first_last`` (both concatenated: a head of twice the hidden size).
         run_config: the resolved run configuration, stored in checkpoints to rebuild the model.
     """
 
@@ -51,7 +77,13 @@ class TaggerModule(LlmnerModule):
     ) -> None:
         if subword not in SUBWORDS:
             raise ValueError(f"model.subword must be one of {SUBWORDS}, got {subword!r}")
-        super().__init__(backbone, head, encoder(tokenizer=backbone.tokenizer), optimizer, run_config)
+        windows = encoder(tokenizer=backbone.tokenizer)
+        if windows.repeat > 1 and not getattr(backbone, "decoder", True):
+            # an encoder's every position already sees the whole window: a second copy adds only cost
+            log.info("model.encoder.repeat=%d applies to decoder backbones; this encoder reads each window once",
+                     windows.repeat)
+            windows.repeat = 1
+        super().__init__(backbone, head, windows, optimizer, run_config)
         self.loss = loss
         self.lr_backbone = lr_backbone
         self.lr_head = lr_head
@@ -59,17 +91,17 @@ class TaggerModule(LlmnerModule):
         self.subword = subword
 
     @staticmethod
-    def build_head(head: Callable, backbone: nn.Module, tags: list[str]) -> nn.Module:
+    def build_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> nn.Module:
         if getattr(head, "func", head) is JsonDecoder:
             raise ConfigError("head=generative needs model=generative (the tagger takes head=linear or head=crf)")
-        return head(hidden_size=backbone.hidden_size, tags=tags)
+        width = 2 if (model_cfg or {}).get("subword") == "first_last" else 1
+        return head(hidden_size=width * backbone.hidden_size, tags=tags)
 
     # --- forward ------------------------------------------------------------------------
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Emissions (B, W, K) for the words of a batch from ``WindowEncoder.collate``."""
         hidden = self.backbone(batch["input_ids"], batch["attention_mask"])  # (B, T, H)
-        index = batch[self.subword]  # (B, W)
-        words = hidden.gather(1, index.unsqueeze(-1).expand(-1, -1, hidden.size(-1)))  # (B, W, H)
+        words = pool_words(hidden, batch["first"], batch["last"], self.subword)  # (B, W, H or 2H)
         return self.head(words)  # (B, W, K)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:

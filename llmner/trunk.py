@@ -1,0 +1,157 @@
+"""Cache the frozen trunk of a decoder: compute the layers below the adapters once per window.
+
+With LoRA only in the top ``k`` layers (``backbone.lora_layers``), the layers below them never
+change during training, so the hidden states entering the lowest adapted layer are a function of
+the window's token ids alone. ``TrunkCache`` keeps them (half precision by default) and later
+epochs, validation passes and the test run compute only the layers above the cut ("Embedding
+Recycling", Saad-Falcon et al., EACL Findings 2023: >90% less training compute at negligible
+accuracy cost).
+
+Written here rather than taken from a library: transformers and peft cache keys and values for
+generation (``DynamicCache``), not a layer's output across training steps.
+
+How a pass is split without rewriting the model's forward: the decoder's own ``forward`` runs
+with its layer list temporarily cut to ``[:cut]`` (the states are taken at the last of those
+layers, before the final norm) or to ``[cut:]`` with the cached states as ``inputs_embeds``. This
+holds for Llama-like decoders whose ``inputs_embeds`` enter the first layer unchanged; the first
+split pass of every cache is checked against the whole model and a mismatch is an error, so an
+architecture where this does not hold (e.g. one that scales its input embeddings) fails loudly.
+
+Keys. A store is named by a fingerprint of everything that changes the trunk's output: the
+weights of the embeddings and the layers below the cut (their bytes, hashed), the model config,
+the cut, which of those layers attend both ways, the attention implementation and dtype. Inside a
+store each window is keyed by its real token ids (padding excluded: positions count real tokens
+only), so tokenization, window settings and data files are covered by construction. Stores live
+in the process (a benchmark's seeds share one); only the most recent fingerprint is kept.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from contextlib import contextmanager
+
+import torch
+from torch import nn
+
+log = logging.getLogger(__name__)
+
+_STORES: dict[str, dict[bytes, torch.Tensor]] = {}
+CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
+
+
+def fingerprint(embed: nn.Module, lower: list[nn.Module], settings: dict) -> str:
+    """A hash of the trunk's weights and the settings that change its output."""
+    h = hashlib.sha1(repr(sorted(settings.items())).encode())
+    for module in [embed, *lower]:
+        for name, t in sorted(module.state_dict().items()):
+            h.update(name.encode())
+            h.update(t.detach().cpu().contiguous().view(torch.uint8).numpy().tobytes())
+    return h.hexdigest()[:16]
+
+
+@contextmanager
+def layers_cut(owner: nn.Module, name: str, layers: nn.ModuleList, part: slice):
+    """Run the model with only ``layers[part]``; the full list is restored afterwards."""
+    setattr(owner, name, nn.ModuleList(list(layers)[part]))
+    try:
+        yield
+    finally:
+        setattr(owner, name, layers)
+
+
+class TrunkCache:
+    """The cached lower part of a decoder; ``forward`` replaces one pass of the whole model.
+
+    Args:
+        model: the (peft-wrapped) decoder, called as ``model(input_ids=..., inputs_embeds=...,
+            attention_mask=..., position_ids=...)``.
+        owner, name: where its ``nn.ModuleList`` of layers lives (``backbone.layer_list``).
+        cut: layers ``[0, cut)`` are cached; ``[cut, n)`` run every pass.
+        settings: what besides the weights changes the trunk's output (for the fingerprint).
+        dtype: storage precision of the cached states (``float16`` halves memory; ~1e-3 relative
+            rounding of the states).
+    """
+
+    def __init__(self, model: nn.Module, owner: nn.Module, name: str, cut: int, settings: dict,
+                 dtype: str = "float16") -> None:
+        if dtype not in CACHE_DTYPES:
+            raise ValueError(f"backbone.cache_dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
+        self.model, self.owner, self.name, self.cut = model, owner, name, cut
+        self.layers: nn.ModuleList = getattr(owner, name)
+        if not 0 < cut <= len(self.layers):
+            raise ValueError(f"trunk cache cut must be in 1..{len(self.layers)}, got {cut}")
+        self.settings = settings | {"cut": cut, "cache_dtype": dtype}
+        self.dtype = CACHE_DTYPES[dtype]
+        self._store: dict[bytes, torch.Tensor] | None = None
+        self.checked = False
+        self.hits = self.misses = 0
+
+    @property
+    def store(self) -> dict[bytes, torch.Tensor]:
+        if self._store is None:
+            key = fingerprint(self.owner.embed_tokens, list(self.layers)[: self.cut], self.settings)
+            if key not in _STORES:
+                _STORES.clear()  # one trunk at a time: a sweep over backbones does not pile up
+                _STORES[key] = {}
+                log.info("trunk cache %s: layers 0-%d of %d computed once per window", key, self.cut - 1, len(self.layers))
+            self._store = _STORES[key]
+        return self._store
+
+    def lower(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """States entering layer ``cut``: (B, T) -> (B, T, H), taken before the final norm."""
+        out = []
+        hook = self.layers[self.cut - 1].register_forward_hook(
+            lambda m, a, o: out.append(o[0] if isinstance(o, tuple) else o))
+        try:
+            with layers_cut(self.owner, self.name, self.layers, slice(0, self.cut)), torch.no_grad():
+                self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, use_cache=False)
+        finally:
+            hook.remove()
+        return out[0]
+
+    def upper(self, states: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """The layers above the cut and the final norm: (B, T, H) -> (B, T, H)."""
+        with layers_cut(self.owner, self.name, self.layers, slice(self.cut, None)):
+            return self.model(inputs_embeds=states, attention_mask=mask, position_ids=positions,
+                              use_cache=False).last_hidden_state
+
+    def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
+        """Hidden states of the last layer, the trunk's part from the cache: (B, T) -> (B, T, H)."""
+        real = mask.bool()  # (B, T)
+        keys = [row[m].to(torch.int32).cpu().numpy().tobytes() for row, m in zip(input_ids, real)]
+        store = self.store
+        missing = [i for i, k in enumerate(keys) if k not in store]
+        self.hits += len(keys) - len(missing)
+        self.misses += len(missing)
+        if missing:  # the whole batch goes through the trunk once; its new rows are kept
+            fresh = self.lower(input_ids, mask, positions)  # (B, T, H)
+            for i in missing:
+                store[keys[i]] = fresh[i, real[i]].to(self.dtype).cpu()  # (T_i, H)
+        weight = self.owner.embed_tokens.weight
+        states = torch.zeros(*input_ids.shape, weight.shape[1], dtype=weight.dtype, device=input_ids.device)  # (B, T, H)
+        for i, k in enumerate(keys):
+            states[i, real[i]] = store[k].to(device=input_ids.device, dtype=weight.dtype)
+        out = self.upper(states, mask, positions)
+        if not self.checked:
+            self._check(input_ids, mask, positions)
+        return out
+
+    def _check(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> None:
+        """Once per cache: the split pass equals the whole model (both at full precision, no dropout)."""
+        was_training = self.model.training
+        self.model.eval()
+        try:
+            with torch.no_grad():
+                whole = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                                   use_cache=False).last_hidden_state
+                split = self.upper(self.lower(input_ids, mask, positions), mask, positions)
+        finally:
+            self.model.train(was_training)
+        real = mask.bool()
+        err = (whole[real] - split[real]).abs().max().item()
+        scale = whole[real].abs().max().item()
+        if err > 1e-4 * max(1.0, scale):
+            raise RuntimeError(f"backbone.cache: the split pass differs from the whole model (max |diff| {err:.3g}) "
+                               f"for {type(self.owner).__name__}; this architecture cannot be cached, set backbone.cache=false")
+        self.checked = True
