@@ -25,6 +25,8 @@ CONFIGS = {  # name -> train overrides on top of the protocol; TOP: --top, the a
     "lora_all": [],
     "lora_top": ["backbone.lora_layers=TOP"],
     "lora_top_cache": ["backbone.lora_layers=TOP", "backbone.cache=true"],
+    "repeat2": ["model.encoder.repeat=2"],
+    "bidirectional": ["backbone.attention=bidirectional"],
 }
 
 
@@ -73,9 +75,10 @@ def measure_framework(args, name: str) -> dict:
     import lightning as L
     from hydra.utils import instantiate
 
-    cfg = compose(args, CONFIGS[name] + ["trainer.max_epochs=2"])
+    epochs = 2 if "cache" in name else 1  # a second epoch differs only with the cache
+    cfg = compose(args, CONFIGS[name] + [f"trainer.max_epochs={epochs}"])
     model, dm = built(cfg)
-    stamps: dict[int, list[float]] = {0: [], 1: []}  # epoch -> each batch's start, then the last batch's end
+    stamps: dict[int, list[float]] = {e: [] for e in range(epochs)}  # epoch -> batch starts, then the epoch's end
 
     class Clock(L.Callback):
         def on_train_batch_start(self, trainer, *a):
@@ -164,8 +167,8 @@ def run_one(args) -> dict:
     return measure_predict(args, name)
 
 
-MEASURES = ["bare:lora_all", "train:lora_all", "train:lora_top", "train:lora_top_cache",
-            "predict:llmner", "predict:pipeline"]
+MEASURES = ["bare:lora_all", "train:lora_all", "train:lora_top", "train:lora_top_cache", "train:repeat2",
+            "train:bidirectional", "predict:llmner", "predict:pipeline"]
 
 
 def table(rows: dict[str, dict]) -> str:
