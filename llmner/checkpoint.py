@@ -63,7 +63,8 @@ def upgrade_config(config: dict) -> dict:
 
     Format 1 (llmner 0.1) kept window settings in ``data`` (``max_length``, ``context_words``) and
     the generative conversation length in ``model.max_length``; they now belong to the model's
-    encoder (``model.encoder``). ``backbone.causal_lm`` is now implied by the model class.
+    encoder (``model.encoder``). ``backbone.causal_lm`` is now implied by the model class. A
+    generative head stored without ``no_repeat`` (before the rule existed) keeps decoding without it.
     """
     config = copy.deepcopy(config)
     model, data = config.get("model", {}), config.get("data", {})
@@ -82,4 +83,7 @@ def upgrade_config(config: dict) -> dict:
     for key in ("max_length", "context_words", "tokenizer"):
         data.pop(key, None)
     config.get("backbone", {}).pop("causal_lm", None)
+    head = config.get("head") or {}
+    if str(head.get("_target_", "")).endswith("JsonDecoder") and "no_repeat" not in head:
+        head["no_repeat"] = False  # decoded as trained: repeated list values were allowed then
     return config

@@ -65,6 +65,7 @@ def common(corpus) -> list[str]:
     return ["experiment=conll_crf", "backbone=tiny_random", f"data.path={corpus}",
             "model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=8", "data.eval_batch_size=4",
             "model.encoder.max_length=16", "model.encoder.context_words=2",  # long sentences -> several windows
+            "model.encoder.repeat=1",  # conll_crf repeats windows; the window counts below assume one copy
             "trainer.log_every_n_steps=1"]
 
 

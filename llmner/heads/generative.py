@@ -62,11 +62,14 @@ class AnswerGrammar:
         keys: the schema's keys, in the order they must appear.
         integer_keys: keys whose values are integers.
         text: the source text; string values must be substrings of it.
+        cost: tokens needed to spell a string (``TokenTrie.cost``), for the budget.
+        no_repeat: forbid a value already in the same list (see the module docstring).
     """
 
     def __init__(self, keys: list[str], integer_keys: set[str] | frozenset[str], text: str,
-                 cost: Callable[[str], int] = len) -> None:
+                 cost: Callable[[str], int] = len, no_repeat: bool = True) -> None:
         self.keys = list(keys)
+        self.no_repeat = no_repeat
         self.is_int = [k in integer_keys for k in self.keys]
         self.text = text
         self.cost = cost
@@ -88,7 +91,7 @@ class AnswerGrammar:
         Extensions of one occurrence are distinct strings, so among ``len(seen) + 1`` of them one is
         new: the scan stops after a few characters whatever the text's length.
         """
-        if prefix not in seen:
+        if not self.no_repeat or prefix not in seen:
             return ""
         if digits and prefix == "0":  # no leading zeros: "0" has no extension
             return None
@@ -148,7 +151,7 @@ class AnswerGrammar:
             elif ch == '"':
                 if not strict:
                     return ("A", i, seen | {value})
-                return ("A", i, seen | {value}) if value and value not in seen else None
+                return ("A", i, seen | {value}) if value and (not self.no_repeat or value not in seen) else None
             elif ch == "\\":  # only if some escape can continue the value (no dead ends)
                 ok = not strict or any(value + d in self.text and self._growable(value + d, seen, False)
                                        for d in _ESCAPES.values())
@@ -168,7 +171,7 @@ class AnswerGrammar:
                 digits += ch
                 ok = not strict or (digits in self.text and self._growable(digits, seen, True))
                 return ("I", i, digits, seen) if ok else None
-            if strict and digits in seen:
+            if strict and self.no_repeat and digits in seen:
                 return None
             seen = seen | {digits}
             if ch == ",":
@@ -416,10 +419,13 @@ class JsonDecoder:
         max_new_tokens: tokens per answer; the constraint closes the JSON within it.
         check_unconstrained: at test time, also decode without the constraint and report how
             often that output parses (``test/unconstrained_parse_rate``); doubles test time.
+        no_repeat: the constraint forbids a value already in the same list, so a list ends
+            instead of looping (``False``: as llmner 0.2 and earlier decoded).
     """
 
     def __init__(self, tokenizer, tags: list[str], constrained: bool = True, max_new_tokens: int = 256,
-                 check_unconstrained: bool = True) -> None:
+                 check_unconstrained: bool = True, no_repeat: bool = True) -> None:
+        self.no_repeat = no_repeat
         self.tokenizer = tokenizer
         self.tags = list(tags)
         self.constrained = constrained
@@ -443,5 +449,5 @@ class JsonDecoder:
         return "".join(out)
 
     def processor(self, keys: list[str], integer_keys: set[str], texts: list[str], prompt_len: int, eos_id: int) -> JsonConstraint:
-        grammars = [AnswerGrammar(keys, integer_keys, t, cost=self.trie.cost) for t in texts]
+        grammars = [AnswerGrammar(keys, integer_keys, t, cost=self.trie.cost, no_repeat=self.no_repeat) for t in texts]
         return JsonConstraint(self.trie, grammars, prompt_len, self.max_new_tokens, eos_id)
