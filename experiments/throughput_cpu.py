@@ -172,14 +172,14 @@ MEASURES = ["bare:lora_all", "train:lora_all", "train:lora_top", "train:lora_top
 
 
 def table(rows: dict[str, dict]) -> str:
-    bare = rows["bare:lora_all"]["epoch1_s_per_step"]
+    bare = rows.get("bare:lora_all", {}).get("epoch1_s_per_step")
     lines = ["| measurement | s/step epoch 1 | s/step epoch 2 | vs bare loop | epoch 1 / epoch 2 | words/s | peak RSS MB |",
              "|---|---|---|---|---|---|---|"]
     for m, r in rows.items():
         e1, e2 = r.get("epoch1_s_per_step"), r.get("epoch2_s_per_step")
         lines.append("| {} | {} | {} | {} | {} | {} | {:.0f} |".format(
             m, f"{e1:.3f}" if e1 else "", f"{e2:.3f}" if e2 else "",
-            f"{e1 / bare:.3f}x" if e1 else "", f"{e1 / e2:.2f}x" if e1 and e2 else "",
+            f"{e1 / bare:.3f}x" if e1 and bare else "", f"{e1 / e2:.2f}x" if e1 and e2 else "",
             f"{r['words_per_s']:.0f}" if "words_per_s" in r else "", r["peak_rss_mb"]))
     if {"predict:llmner", "predict:pipeline"} <= rows.keys():
         ratio = rows["predict:llmner"]["words_per_s"] / rows["predict:pipeline"]["words_per_s"]
