@@ -47,13 +47,17 @@ def write_conll(path: Path, sentences: list[list[tuple[str, str]]], sep: str = "
     path.write_text("".join("".join(f"{w}{sep}NN{sep}O{sep}{t}\n" for w, t in s) + "\n" for s in sentences))
 
 
+def write_corpus(d: Path, train: int, validation: int, test: int) -> Path:
+    """train/validation/test files of generated sentences (seeds 0, 1, 2) in CoNLL-2003 layout, in ``d``."""
+    for split, n, seed in (("train", train, 0), ("validation", validation, 1), ("test", test, 2)):
+        write_conll(d / f"{split}.txt", make_sentences(n, seed))
+    return d
+
+
 @pytest.fixture(scope="session")
 def tiny_conll(tmp_path_factory) -> Path:
     """A directory with train/validation/test files in CoNLL-2003 layout (4 columns)."""
-    d = tmp_path_factory.mktemp("tiny_conll")
-    for split, n, seed in (("train", 240, 0), ("validation", 40, 1), ("test", 40, 2)):
-        write_conll(d / f"{split}.txt", make_sentences(n, seed))
-    return d
+    return write_corpus(tmp_path_factory.mktemp("tiny_conll"), 240, 40, 40)
 
 
 def compose_config(overrides: list[str], output_dir: Path, config_name: str = "train") -> DictConfig:

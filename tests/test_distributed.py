@@ -27,7 +27,7 @@ from llmner.builders import build_model
 from llmner.cli import user_error
 from llmner.distributed import LAUNCHER_ENV, is_fsdp_unit
 from llmner.evaluate import evaluate
-from tests.conftest import CONF, compose_config, make_sentences, write_conll
+from tests.conftest import CONF, compose_config, write_corpus
 
 # One thread per process (two ranks share the cores), no Hub, and no cluster variables inherited from
 # whatever started pytest (under srun or torchrun, Lightning would wait for ranks started by the cluster).
@@ -54,10 +54,7 @@ def run(args: list[str], timeout: int = 300) -> str:
 @pytest.fixture(scope="module")
 def corpus(tmp_path_factory) -> Path:
     """A learnable corpus; its test set gives an odd number of windows (checked where it matters)."""
-    d = tmp_path_factory.mktemp("odd_conll")
-    for split, n, seed in (("train", 120, 0), ("validation", 21, 1), ("test", 27, 2)):
-        write_conll(d / f"{split}.txt", make_sentences(n, seed))
-    return d
+    return write_corpus(tmp_path_factory.mktemp("odd_conll"), 120, 21, 27)
 
 
 @pytest.fixture(scope="module")
