@@ -27,7 +27,11 @@ CONFIGS = {  # name -> train overrides on top of the protocol; TOP: --top, the a
     "lora_top_cache": ["backbone.lora_layers=TOP", "backbone.cache=true"],
     "repeat2": ["model.encoder.repeat=2"],
     "bidirectional": ["backbone.attention=bidirectional"],
+    "lora_all_checkpointing": ["backbone.gradient_checkpointing=true"],
+    "lora_all_no_checkpointing": ["backbone.gradient_checkpointing=false"],
+    "before": ["backbone.gradient_checkpointing=false"],  # and glibc's adaptive malloc (ENV): llmner before the fix
 }
+ENV = {"before": {"LLMNER_MALLOC": "default"}}  # per configuration, for its subprocess
 
 
 def peak_rss_mb() -> float:
@@ -50,7 +54,7 @@ def compose(args, extra: list[str]):
         f"data.max_train_samples={args.steps * 8}", "data.max_eval_samples=8", "data.max_test_samples=8",
         "data.batch_size=8", "trainer.max_steps=-1", "+trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
         "+trainer.enable_checkpointing=false", "~callbacks", "~logger", "+trainer.enable_progress_bar=false",
-        f"seed={args.seed}", *extra])
+        f"seed={args.seed}", "model.encoder.repeat=1", *extra])  # conll_crf repeats; rows that do say so
     with open_dict(cfg):  # no Hydra run here to name a folder
         cfg.paths.output_dir = cfg.paths.log_dir = tempfile.mkdtemp(prefix="llmner-throughput-")
     return cfg
@@ -61,7 +65,9 @@ def built(cfg):
     from hydra.utils import instantiate
 
     from llmner.builders import build_model
+    from llmner.memory import return_freed_memory
 
+    return_freed_memory()  # as every llmner entry point does (unless LLMNER_MALLOC=default)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = instantiate(cfg.data)
     model = build_model(cfg, dm.tags)
@@ -158,17 +164,57 @@ def measure_predict(args, how: str) -> dict:
             "peak_rss_mb": peak_rss_mb()}
 
 
+def measure_memory(args, name: str) -> dict:
+    """Peak RSS of ``experiment=conll_crf`` as configured (input repeated) after building the model,
+    then after one training step on a median-length batch of the full train set, on its longest batch, and after a no-grad pass over the longest eval batch."""
+    import torch
+
+    cfg = compose(args, ["model.encoder.repeat=2"] + CONFIGS[name] + ["data.max_train_samples=null"])  # conll_crf's default
+    model, dm = built(cfg)
+    model.train()
+    groups = model.param_groups()
+    opt = torch.optim.AdamW(groups, weight_decay=cfg.model.optimizer.weight_decay)
+    items = dm.items["train"]
+    order = sorted(range(len(items)), key=lambda i: dm.encoder.length(items[i]))
+    out = {"measure": f"memory:{name}", "rss_built_mb": peak_rss_mb()}
+    threshold = model.backbone.checkpoint_above
+    if threshold is not None:  # how many of an epoch's batches are long enough to be recomputed
+        sampler = dm.train_dataloader().batch_sampler
+        tokens = [len(b) * max(dm.encoder.length(items[i]) for i in b) for b in sampler]
+        out["checkpoint_above_tokens"] = threshold
+        out["batches_recomputed"] = sum(t > threshold for t in tokens) / len(tokens)
+        out["tokens_recomputed"] = sum(t for t in tokens if t > threshold) / sum(tokens)
+    picks = {"median": order[len(order) // 2 - 4 : len(order) // 2 + 4], "longest": order[-8:]}
+    for label, idx in picks.items():
+        batch = dm.encoder.collate([items[i] for i in idx])
+        loss = model.loss(model(batch), batch["labels"], batch["word_mask"], model.head)["loss"]
+        loss.backward()
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        out[f"{label}_subwords"] = int(batch["input_ids"].shape[1])
+        out[f"rss_after_{label}_step_mb"] = peak_rss_mb()
+    model.eval()
+    with torch.no_grad():
+        batch = dm.encoder.collate([items[i] for i in order[-cfg.data.eval_batch_size:]])
+        model(batch)
+    out["rss_after_eval_batch_mb"] = out["peak_rss_mb"] = peak_rss_mb()
+    return out
+
+
 def run_one(args) -> dict:
     kind, name = args.one.split(":")
     if kind == "train":
         return measure_framework(args, name)
     if kind == "bare":
         return measure_bare(args, name)
+    if kind == "memory":
+        return measure_memory(args, name)
     return measure_predict(args, name)
 
 
-MEASURES = ["bare:lora_all", "train:lora_all", "train:lora_top", "train:lora_top_cache", "train:repeat2",
-            "train:bidirectional", "predict:llmner", "predict:pipeline"]
+MEASURES = ["bare:lora_all", "train:lora_all", "train:before", "train:lora_top", "train:lora_top_cache", "train:repeat2",
+            "train:bidirectional", "predict:llmner", "predict:pipeline", "memory:before", "memory:lora_all",
+            "memory:lora_all_no_checkpointing", "memory:lora_top"]
 
 
 def table(rows: dict[str, dict]) -> str:
@@ -205,7 +251,8 @@ def main() -> None:
     for m in args.only:
         cmd = [sys.executable, __file__, "--data", args.data, "--steps", str(args.steps), "--seed", str(args.seed), "--backbone", args.backbone, "--top", str(args.top),
                "--predict-sentences", str(args.predict_sentences), "--one", m]
-        done = subprocess.run(cmd, capture_output=True, text=True, env=os.environ | {"HF_HUB_OFFLINE": "1"})
+        env = os.environ | {"HF_HUB_OFFLINE": "1"} | ENV.get(m.split(":")[1], {})
+        done = subprocess.run(cmd, capture_output=True, text=True, env=env)
         result = [line for line in done.stdout.splitlines() if line.startswith("RESULT ")]
         if done.returncode or not result:
             sys.exit(f"{m} failed:\n{done.stderr[-3000:]}")

@@ -256,7 +256,10 @@ class Backbone(nn.Module):
         lora_layers: adapters only in the top ``lora_layers`` kept layers (``-1``: every layer).
             The layers below them stay exactly pretrained, so their outputs could be computed
             once and reused (peft's ``layers_to_transform``).
-        gradient_checkpointing: recompute activations in backward (less memory, ~30% slower).
+        gradient_checkpointing: recompute each layer's activations in the backward (less memory,
+            ~30% slower steps): ``True`` for every batch, or an int N for batches of more than N
+            tokens (B x T) only, so that the few long batches, which set the peak memory, are
+            recomputed and the many short ones keep their speed.
         gguf_cache: keep a dequantized copy of GGUF models under the cache (fast reloads).
         attention: ``causal`` or ``bidirectional`` self-attention for a decoder feeding a tag
             head; ``None``: the model's own (causal for decoders, bidirectional for encoders).
@@ -285,7 +288,7 @@ class Backbone(nn.Module):
         lora_dropout: float = 0.05,
         lora_target_modules: list[str] | tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj"),
         lora_layers: int = -1,
-        gradient_checkpointing: bool = False,
+        gradient_checkpointing: bool | int = False,
         gguf_cache: bool = True,
         attention: str | None = None,
         unmask_layers: str | list[int] = "all",
@@ -338,9 +341,20 @@ class Backbone(nn.Module):
             self.schedule = AttentionSchedule(getattr(owner, name), unmasked_range(unmask_layers, len(getattr(owner, name))), model.config)
         if freeze:
             model.requires_grad_(False)
-        if gradient_checkpointing:
+        if not isinstance(gradient_checkpointing, bool) and (not isinstance(gradient_checkpointing, int) or gradient_checkpointing < 0):
+            raise ValueError(f"backbone.gradient_checkpointing must be true, false or a token count >= 0, got {gradient_checkpointing!r}")
+        self.checkpoint_above: int | None = None  # tokens per batch above which layers are recomputed
+        self._checkpointed: list[nn.Module] = []
+        if gradient_checkpointing is not False:
             model.gradient_checkpointing_enable()
             model.enable_input_require_grads()
+            from transformers.modeling_layers import GradientCheckpointingLayer
+
+            self._checkpointed = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
+            if gradient_checkpointing is not True:
+                self.checkpoint_above = int(gradient_checkpointing)
+                # every way in (tag features, the trunk cache, the generative head's .model) calls this model
+                model.register_forward_pre_hook(self._choose_recompute, with_kwargs=True)
         if lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
@@ -387,6 +401,15 @@ class Backbone(nn.Module):
     @property
     def hidden_size(self) -> int:
         return self.config.hidden_size
+
+    def _choose_recompute(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        """Forward pre-hook: checkpoint the layers only for a batch of more than ``checkpoint_above`` tokens."""
+        x = kwargs.get("input_ids", args[0] if args else None)
+        if x is None:
+            x = kwargs["inputs_embeds"][..., 0]
+        recompute = x.numel() > self.checkpoint_above
+        for layer in self._checkpointed:
+            layer.gradient_checkpointing = recompute
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Hidden states of the last kept layer: (B, T) ids -> (B, T, H).

@@ -19,6 +19,7 @@ from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 
 from llmner.errors import LlmnerError
+from llmner.memory import return_freed_memory
 
 log = logging.getLogger(__name__)
 
@@ -72,6 +73,7 @@ def quiet_libraries() -> None:
 def run(command: str, work: Callable[[], Any]) -> Any:
     """``work()``, with user-facing errors turned into one line on stderr and exit status 2."""
     quiet_libraries()
+    return_freed_memory()
     try:
         return work()
     except Exception as err:  # noqa: BLE001 - sorted into user errors and bugs below

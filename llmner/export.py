@@ -1,5 +1,9 @@
 """Export a checkpoint as a standard transformers model: ``python -m llmner.export ckpt_path=... out=DIR``.
 
+``format=gguf`` (generative head): ``DIR/model.gguf``, the merged model for llama.cpp and Ollama
+(``gguf_dtype``: f16 or f32), an Ollama ``DIR/Modelfile`` and ``DIR/llmner_prompt.json``
+(``llmner.gguf_export``).
+
 The LoRA adapter is merged into the backbone (``merge_and_unload``) and ``DIR`` gets
 ``save_pretrained`` of the model and its tokenizer, which load without llmner; ``DIR/adapter``
 holds the adapter alone in peft's format (``PeftModel.from_pretrained(base, DIR/"adapter")``):
@@ -34,24 +38,38 @@ from omegaconf import DictConfig
 
 from llmner import cli
 from llmner.builders import load
+from llmner.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
 
-def export(ckpt_path: str | Path, out: str | Path) -> Path:
-    """Write the merged model, its tokenizer and the head (tag heads) or prompt (generative) to ``out``."""
+FORMATS = ("hf", "gguf")
+
+
+def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtype: str = "f16") -> Path:
+    """Write the merged model, its tokenizer and the head (tag heads) or prompt (generative) to ``out``.
+
+    ``format="gguf"``: the merged causal LM as ``out/model.gguf`` plus an Ollama ``Modelfile``
+    (generative checkpoints only: llama.cpp has no token-classification head).
+    """
+    if format not in FORMATS:
+        raise ConfigError(f"export format must be one of {FORMATS}, got {format!r}")
     model = load(ckpt_path)
+    backbone = model.backbone
+    if format == "gguf" and not getattr(backbone, "causal_lm", False):
+        raise ConfigError("format=gguf exports a generative (model=generative) checkpoint: llama.cpp and Ollama "
+                          "run causal LMs, not token classifiers; use format=hf for a tag head")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    backbone = model.backbone
+    if format == "gguf":
+        return _export_gguf(model, out, gguf_dtype)
     if hasattr(backbone.model, "peft_config"):
         backbone.model.save_pretrained(out / "adapter")
     merged = backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
     backbone.tokenizer.save_pretrained(out)
     if getattr(backbone, "causal_lm", False):
         merged.save_pretrained(out)
-        prompt = dataclasses.asdict(model.prompt) | {"keys": model.keys, "tags": model.tags}
-        (out / "llmner_prompt.json").write_text(json.dumps(prompt, indent=2) + "\n")
+        (out / "llmner_prompt.json").write_text(_prompt_json(model))
     else:
         token_classifier(merged, model.head, model.tags).save_pretrained(out)
         if hasattr(model.head, "crf"):
@@ -74,6 +92,46 @@ def export(ckpt_path: str | Path, out: str | Path) -> Path:
                     "subword": model.subword, **attention, "repeat": repeat}, out / "llmner_head.pt")
     log.info("exported %s to %s", ckpt_path, out)
     return out
+
+
+def _prompt_json(model) -> str:
+    return json.dumps(dataclasses.asdict(model.prompt) | {"keys": model.keys, "tags": model.tags}, indent=2) + "\n"
+
+
+def _export_gguf(model, out: Path, dtype: str) -> Path:
+    """``out/model.gguf`` (adapters merged), ``out/Modelfile``, ``out/llmner_prompt.json``."""
+    from llmner.gguf_export import modelfile, write_gguf
+
+    backbone = model.backbone
+    merged = backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
+    bcfg = model.run_config.get("backbone", {})
+    pre = _source_pre(bcfg) or "default"
+    write_gguf(merged, backbone.tokenizer, out / "model.gguf", dtype=dtype,
+               name=str(model.run_config.get("task_name", "llmner")), pre=pre)
+    (out / "Modelfile").write_text(modelfile("model.gguf", backbone.tokenizer, model.prompt.system,
+                                             int(merged.config.max_position_embeddings)))
+    (out / "llmner_prompt.json").write_text(_prompt_json(model))
+    log.info("exported %s as GGUF (%s) with an Ollama Modelfile", out / "model.gguf", dtype)
+    return out
+
+
+def _source_pre(bcfg: dict) -> str | None:
+    """The backbone's own ``tokenizer.ggml.pre`` when it was loaded from a GGUF file (llama.cpp's
+    pre-tokenizer choice cannot be derived from a transformers tokenizer)."""
+    if not bcfg.get("gguf_file") and not str(bcfg.get("name_or_path") or "").endswith(".gguf"):
+        return None
+    try:
+        import gguf
+
+        from llmner.backbone import resolve_source
+
+        directory, name = resolve_source(bcfg.get("name_or_path") or "", bcfg.get("gguf_file"), bcfg.get("package"))
+        reader = gguf.GGUFReader(str(Path(directory) / name))
+        field = reader.fields.get("tokenizer.ggml.pre")
+        return field.contents() if field is not None else None
+    except Exception as err:  # the name is a hint for llama.cpp; the export does not depend on it
+        log.warning("could not read tokenizer.ggml.pre from the source GGUF (%s); writing 'default'", err)
+        return None
 
 
 def token_classifier(base, head, tags: list[str]):
@@ -101,7 +159,7 @@ def token_classifier(base, head, tags: list[str]):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
-    cli.run("export", lambda: export(cfg.ckpt_path, cfg.out))
+    cli.run("export", lambda: export(cfg.ckpt_path, cfg.out, cfg.format, cfg.gguf_dtype))
 
 
 if __name__ == "__main__":

@@ -73,3 +73,40 @@ def test_lora_layers_puts_adapters_in_the_top_layers_only():
     assert trainable_names(backbone.model) == expected
     with pytest.raises(ValueError, match=r"lora_layers must be -1 \(all\) or 1..2"):
         Backbone(TINY_RANDOM, lora_layers=3)
+
+
+def test_gradient_checkpointing_above_a_token_count_recomputes_long_batches_only():
+    """An int threshold: batches of more tokens recompute every layer in the backward (each layer
+    runs twice), shorter ones do not; the gradients equal those of a backbone without checkpointing."""
+    plain = Backbone(TINY_RANDOM, lora_dropout=0.0)
+    gc = Backbone(TINY_RANDOM, lora_dropout=0.0, gradient_checkpointing=40)
+    gc.load_state_dict(plain.state_dict())
+    calls = []
+    for layer in gc._checkpointed:  # a submodule: the recompute replays the layer's forward, not its hooks
+        layer.self_attn.register_forward_pre_hook(lambda *a: calls.append(1))
+    n_layers = len(gc._checkpointed)
+    assert n_layers == 2
+    for tokens, recomputed in ((4 * 8, False), (4 * 16, True)):  # (B=4) x T; the threshold is 40
+        ids = torch.randint(4, 400, (4, tokens // 4))
+        mask = torch.ones_like(ids)
+        grads = []
+        for model in (plain, gc):
+            model.train()
+            model.zero_grad()
+            calls.clear()
+            model(ids, mask).pow(2).mean().backward()
+            grads.append({n: p.grad.clone() for n, p in model.named_parameters() if p.requires_grad})
+        assert len(calls) == n_layers * (2 if recomputed else 1), tokens
+        assert grads[0].keys() == grads[1].keys()
+        for name in grads[0]:
+            assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
+    lm = Backbone(TINY_RANDOM, causal_lm=True, lora_dropout=0.0, gradient_checkpointing=40).train()
+    for layer in lm._checkpointed:  # the generative head calls .model directly: the same rule holds
+        layer.self_attn.register_forward_pre_hook(lambda *a: calls.append(1))
+    for tokens, recomputed in ((4 * 8, False), (4 * 16, True)):
+        calls.clear()
+        ids = torch.randint(4, 400, (4, tokens // 4))
+        lm.model(input_ids=ids, attention_mask=torch.ones_like(ids)).logits.mean().backward()
+        assert len(calls) == n_layers * (2 if recomputed else 1), tokens
+    with pytest.raises(ValueError, match="gradient_checkpointing"):
+        Backbone(TINY_RANDOM, gradient_checkpointing=-1)

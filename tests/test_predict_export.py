@@ -155,3 +155,92 @@ def test_few_shot_prompting_and_the_shots_stay_with_the_checkpoint(tiny_conll, t
     cfg = compose_config(TINY + GEN + [f"data.path={tiny_conll}", "model.prompt.shots=2", "train=false"], tmp_path / "prompt")
     metrics, objects = train(cfg)
     assert [e["text"] for e in objects["model"].prompt.examples] == shots and "test/field_f1" in metrics
+
+
+def _template_roles(template: str) -> dict[str, tuple[str, str]]:
+    """(prefix, suffix) per role of the Modelfile's Go template, read with a regex (an oracle apart
+    from the code that wrote it)."""
+    import re
+
+    found = re.findall(r'eq \.Role "(\w+)" \}\}(.*?)\{\{ \.Content \}\}(.*?)\{\{ (?:else|end)', template, re.S)
+    return {role: (pre, post) for role, pre, post in found}
+
+
+def test_gguf_export_round_trips_through_transformers(run, tmp_path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    from llmner.data.chat import render
+    from llmner.errors import ConfigError
+
+    kind, out, _, objects = run
+    ckpt = out / "checkpoints" / "last.ckpt"
+    if kind == "tagger":
+        with pytest.raises(ConfigError, match="format=gguf exports a generative"):
+            export(ckpt, tmp_path / "gguf", format="gguf")
+        return
+    model = llmner.load(str(ckpt))
+    prompt = "Text:\nJohn Smith visited Paris on Monday ."
+    ids = model.tokenizer(prompt, return_tensors="pt")
+    with torch.no_grad():
+        ours = model.backbone.model(**ids).logits  # (1, T, V) the adapter applied
+    for dtype, atol in (("f32", 1e-4), ("f16", 2e-2)):
+        d = export(ckpt, tmp_path / dtype, format="gguf", gguf_dtype=dtype)
+        plain = AutoModelForCausalLM.from_pretrained(d, gguf_file="model.gguf", dtype=torch.float32)
+        with torch.no_grad():
+            theirs = plain(**ids).logits
+        assert theirs.shape == ours.shape and (theirs - ours).abs().max() < atol, dtype
+    tok = AutoTokenizer.from_pretrained(tmp_path / "f32", gguf_file="model.gguf")
+    assert tok(prompt)["input_ids"] == model.tokenizer(prompt)["input_ids"]
+    assert tok.eos_token_id == model.tokenizer.eos_token_id
+    # the Modelfile: the system line, the end-of-turn stop, and a template that writes what the chat template writes
+    text = (tmp_path / "f32" / "Modelfile").read_text()
+    assert "FROM ./model.gguf" in text and f'SYSTEM """{model.prompt.system}"""' in text
+    template = text.split('TEMPLATE """')[1].split('"""')[0]
+    roles = _template_roles(template)
+    assert set(roles) == {"system", "user", "assistant"}
+    conversation = [{"role": "system", "content": "S"}, {"role": "user", "content": "U1"},
+                    {"role": "assistant", "content": "A1"}, {"role": "user", "content": "U2"}]
+    written = "".join(roles[m["role"]][0] + m["content"] + roles[m["role"]][1] for m in conversation)
+    generation = template.rsplit("{{ end }}", 1)[1]  # after the loop: the assistant's opening
+    assert written + generation == render(model.tokenizer, conversation, add_generation_prompt=True)
+    stop = text.split('PARAMETER stop "')[1].split('"')[0]
+    assert stop and stop in roles["assistant"][1]
+
+
+def test_gguf_rope_factors_match_transformers_llama3_frequencies():
+    from transformers import LlamaConfig
+    from transformers.modeling_rope_utils import ROPE_INIT_FUNCTIONS
+
+    from llmner.gguf_export import rope_factors
+
+    config = LlamaConfig(hidden_size=256, num_attention_heads=4, max_position_embeddings=65536, rope_scaling={
+        "rope_type": "llama3", "factor": 32.0, "low_freq_factor": 1.0, "high_freq_factor": 4.0,
+        "original_max_position_embeddings": 8192})
+    scaled, _ = ROPE_INIT_FUNCTIONS["llama3"](config, "cpu")  # (head_dim/2,)
+    dim = config.head_dim
+    plain = 1.0 / (config.rope_parameters["rope_theta"] ** (torch.arange(0, dim, 2, dtype=torch.float64) / dim))
+    factors = torch.from_numpy(rope_factors(config)).double()
+    assert {1.0, 32.0} <= set(factors.tolist())  # both ends of the spectrum and the smooth middle occur
+    assert torch.allclose(plain / factors, scaled.double(), rtol=1e-5)  # llama.cpp divides by the factor
+    assert rope_factors(LlamaConfig()) is None
+
+
+def test_generative_loss_on_answer_positions_only_equals_the_full_logits_loss(run):
+    import torch.nn.functional as F
+
+    kind, out, _, objects = run
+    if kind != "generative":
+        pytest.skip("the answer-only loss is the generative head's")
+    model, dm = objects["model"], objects["datamodule"]
+    model.eval()
+    batch = dm.encoder.collate(dm.items["test"][:3])  # right-padded rows of different lengths
+    assert len({len(it.input_ids) for it in dm.items["test"][:3]}) > 1
+    with torch.no_grad():
+        loss, accuracy, n = model.loss(batch)
+        logits = model.backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        target = batch["labels"][:, 1:]
+        full = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), target.reshape(-1), ignore_index=-100)
+        mask = target != -100
+        acc = (logits[:, :-1].argmax(-1)[mask] == target[mask]).float().mean()
+    assert n == int(mask.sum()) > 0
+    assert torch.allclose(loss, full, atol=1e-5) and torch.allclose(accuracy, acc)

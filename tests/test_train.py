@@ -123,3 +123,53 @@ def test_bad_config_value_and_missing_checkpoint_are_one_line_errors(tiny_conll,
     proc = run_cli(["llmner.evaluate", f"ckpt_path={tmp_path / 'nope.ckpt'}"], tmp_path)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert f"llmner evaluate: {tmp_path / 'nope.ckpt'}: no such checkpoint file" in proc.stderr
+
+
+class _Clock:
+    """A stand-in for Lightning's Timer: elapsed and remaining seconds set by hand."""
+
+    def __init__(self, elapsed: float, remaining: float) -> None:
+        self.elapsed, self.remaining = elapsed, remaining
+
+    def time_elapsed(self, stage):
+        return self.elapsed
+
+    def time_remaining(self, stage):
+        return self.remaining
+
+
+def test_time_schedule_warms_up_then_decays_to_zero_at_the_budget():
+    from llmner.modules.base import time_schedule
+
+    by_hand = {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0, 120: 0.0}  # elapsed of 100 s -> factor, 10% warm-up
+    for elapsed, factor in by_hand.items():
+        assert abs(time_schedule(_Clock(elapsed, 100 - elapsed), 0.1) - factor) < 1e-9, elapsed
+
+
+def test_a_time_budget_alone_gets_a_warm_up_and_decay_schedule(tiny_conll, tmp_path):
+    """trainer.max_time with no step count: the learning rate rises, then falls to near 0 when time is up."""
+    import lightning as L
+
+    lrs = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, module, batch, i):
+            lrs.append(trainer.optimizers[0].param_groups[0]["lr"])
+
+    cfg = compose_config(TINY + [f"data.path={tiny_conll}", "trainer.max_time=00:00:00:12", "trainer.max_steps=-1",
+                                 "trainer.max_epochs=-1", "trainer.val_check_interval=1.0", "test=false",
+                                 "model.lr_backbone=1e-3"], tmp_path)
+    from hydra.utils import instantiate
+
+    from llmner.builders import build_model
+
+    dm = instantiate(cfg.data)
+    model = build_model(cfg, dm.tags)
+    dm.encoder = model.encoder
+    trainer = instantiate(cfg.trainer, callbacks=[Record()], logger=False, enable_checkpointing=False)
+    trainer.fit(model, datamodule=dm)
+    peak = max(lrs)
+    assert len(lrs) > 20 and abs(peak - 1e-3) < 2e-4  # reaches the configured rate after the warm-up
+    assert lrs[0] < 0.2 * peak and lrs[-1] < 0.15 * peak  # starts low, ends near 0
+    top = lrs.index(peak)
+    assert 0 < top < len(lrs) - 1 and all(a >= b - 1e-12 for a, b in zip(lrs[top:], lrs[top + 1:]))  # then falls

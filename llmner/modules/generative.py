@@ -98,10 +98,19 @@ class GenerativeModule(LlmnerModule):
 
     # --- training: answer-only next-token loss -------------------------------------------
     def loss(self, batch: dict) -> tuple[torch.Tensor, torch.Tensor, int]:
-        """Mean cross-entropy and accuracy over answer tokens, and their count."""
-        logits = self.backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits  # (B, T, V)
-        logits, target = logits[:, :-1], batch["labels"][:, 1:]  # position t predicts token t+1
-        mask = target != -100  # (B, T-1)
+        """Mean cross-entropy and accuracy over answer tokens, and their count.
+
+        Logits are computed only where some row's next token is an answer token
+        (``logits_to_keep``): the prompt, most of each conversation, never reaches the LM head,
+        whose (T, V) logits would otherwise be the largest tensors of the step (49k x 600 floats
+        a conversation for SmolLM2).
+        """
+        labels = batch["labels"]  # (B, T)
+        keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)  # (P,) positions t whose token t+1 is an answer
+        logits = self.backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
+                                     logits_to_keep=keep).logits  # (B, P, V)
+        target = labels[:, keep + 1]  # (B, P)
+        mask = target != -100  # (B, P)
         loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)).float(), target.reshape(-1), ignore_index=-100)
         accuracy = (logits.argmax(-1)[mask] == target[mask]).float().mean()
         return loss, accuracy, int(mask.sum())
