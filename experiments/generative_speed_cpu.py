@@ -10,10 +10,12 @@ without it for exactly as many steps (``min_new_tokens`` = ``max_new_tokens`` = 
 run's steps), so both runs have the same batch, prompt, KV-cache lengths and step count. The
 constraint's own time (``JsonConstraint.__call__``) is clocked inside the constrained run.
 
-Training: one ``--style`` conversation per step (the recipe's batch 1). "Before" is the old step,
-which rendered and tokenized the conversation inside ``training_step`` by rendering every prefix
-(``_target_spans_slow``: 2 renders per answer); "after" is today's step, whose batch the datamodule
-encoded once. Both time the same forward and backward on the same examples.
+Training: one conversation per step (the recipe's batch 1), for both prompt styles. "Before" is
+the old step: it rendered and tokenized the conversation inside ``training_step``, rendering every
+prefix (``_target_spans_slow``: 2 renders per answer), and computed logits at every position.
+"After" is today's step: the datamodule encoded the batch once, and logits are computed only
+where an answer token is predicted. Each part is timed separately, on the same examples, and
+both losses are checked to be equal.
 """
 
 from __future__ import annotations
@@ -102,10 +104,8 @@ def train_steps(model, dm, n: int, style: str) -> dict:
     from llmner.data.chat import sentence_to_example
 
     model.train()
-    params = [p for p in model.parameters() if p.requires_grad]
-    opt = torch.optim.AdamW(params, lr=1e-5)
     examples = [sentence_to_example(s, i) for i, s in enumerate(dm.sentences["test"][:n])]
-    enc_old, enc_new, fwd_bwd = [], [], []
+    enc_old, enc_new, fwd_bwd, fwd_bwd_full = [], [], [], []
     for e in examples:
         messages, targets = model.prompt.conversation(e.text, e.answers, model.keys)
         t0 = time.perf_counter()  # the old in-step encoding: every prefix rendered
@@ -120,16 +120,27 @@ def train_steps(model, dm, n: int, style: str) -> dict:
         assert new_ids == list(ids["input_ids"]) and new_labels == labels  # the same tensors either way
         batch = {"input_ids": torch.tensor([new_ids]), "attention_mask": torch.ones(1, len(new_ids), dtype=torch.long),
                  "labels": torch.tensor([new_labels])}
-        t0 = time.perf_counter()
+        t0 = time.perf_counter()  # the old loss: logits at every position of the conversation
+        logits = model.backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+        target = batch["labels"][:, 1:]
+        full = torch.nn.functional.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), target.reshape(-1),
+                                                 ignore_index=-100)
+        full.backward()
+        model.zero_grad(set_to_none=True)
+        fwd_bwd_full.append(time.perf_counter() - t0)
+        del logits
+        t0 = time.perf_counter()  # today's loss: logits only where an answer token is predicted
         loss, _, _ = model.loss(batch)
         loss.backward()
-        opt.step()
-        opt.zero_grad(set_to_none=True)
+        model.zero_grad(set_to_none=True)
         fwd_bwd.append(time.perf_counter() - t0)
-    tokens = statistics.mean(len(model.prompt.conversation(e.text, e.answers, model.keys)[0]) for e in examples)
+        assert torch.allclose(loss, full, atol=1e-4)
+    tokens = statistics.mean(len(model.prompt.conversation(e.text, e.answers, model.keys)[0]) for e in examples)  # messages
     return {"style": style, "steps": n, "messages_per_conversation": tokens,
             "encode_in_step_s": statistics.mean(enc_old), "encode_once_s": statistics.mean(enc_new),
-            "forward_backward_s": statistics.mean(fwd_bwd[1:] or fwd_bwd)}
+            "forward_backward_full_logits_s": statistics.mean(fwd_bwd_full[1:] or fwd_bwd_full),
+            "forward_backward_answer_logits_s": statistics.mean(fwd_bwd[1:] or fwd_bwd),
+            "tokens_per_conversation": statistics.mean(len(model.encoder.encode_example(e, model.keys).input_ids) for e in examples)}
 
 
 def main() -> None:
@@ -149,6 +160,11 @@ def main() -> None:
 
     texts = [sentence_to_example(s, i).text for i, s in enumerate(dm.sentences["test"])][: args.reports]
     rows = []
+    if not texts:  # --reports 0: the training part only
+        for style in ("single", "per_type"):
+            object.__setattr__(model.prompt, "style", style)
+            print(json.dumps(train_steps(model, dm, args.train_steps, style)), flush=True)
+        return
     for i in range(0, len(texts), args.batch):
         r = decode(model, texts[i : i + args.batch])
         rows.append(r)

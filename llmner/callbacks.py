@@ -16,6 +16,8 @@ strategy (one file from rank 0, or under DeepSpeed a folder that every rank writ
 
 from __future__ import annotations
 
+import json
+
 import logging
 import os
 import shutil
@@ -43,8 +45,9 @@ class RunOutputs(L.Callback):
     ``metrics`` holds ``train/seconds`` and ``train/steps`` after fitting, the ``val/*`` figures of
     the last validation (the entry point validates the selected checkpoint last), and ``test/*``
     with ``test/seconds`` after testing. ``metrics.json`` is rewritten after each of these;
-    ``test_predictions.conll`` (``token gold predicted``, conlleval's input) after testing. Only
-    the global-zero process writes.
+    ``test_predictions.conll`` (``token gold predicted``, conlleval's input) after testing, and for
+    the generative head ``test_answers.jsonl`` (each test example's decoded JSON). Only the
+    global-zero process writes.
 
     Args:
         output_dir: the run folder.
@@ -129,6 +132,11 @@ class RunOutputs(L.Callback):
         self.output_dir.mkdir(parents=True, exist_ok=True)
         write_conll(self.output_dir / "test_predictions.conll",
                     [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep])
+        answers = getattr(model, "answers", {}).get("test")
+        if answers:  # the generative head: its decoded JSON, one line per test example
+            with open(self.output_dir / "test_answers.jsonl", "w") as f:
+                for i in sorted(answers):
+                    f.write(json.dumps({"sentence": i, "answers": answers[i]}, ensure_ascii=False) + "\n")
         log.info("wrote %s and %s", self.output_dir / "metrics.json", self.output_dir / "test_predictions.conll")
 
 

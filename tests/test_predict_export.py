@@ -36,6 +36,10 @@ def test_metrics_and_outputs(run):
     if kind == "generative":
         assert metrics["test/parse_rate"] == 1.0 and metrics["test/schema_rate"] == 1.0  # constrained
         assert {"test/field_f1", "test/field_f1_PER", "test/unconstrained_parse_rate", "val/f1"} <= set(metrics)
+        lines = [json.loads(l) for l in (out / "test_answers.jsonl").read_text().splitlines()]
+        answers = objects["model"].answers["test"]
+        assert len(lines) == len(answers) == len(objects["datamodule"].sentences["test"])
+        assert all(line["answers"] == answers[line["sentence"]] for line in lines)
         model = objects["model"]
         trainable = {n for n, p in model.named_parameters() if p.requires_grad}
         assert trainable and all("lora_" in n for n in trainable)  # only the adapters train
