@@ -7,7 +7,9 @@ peak before each of its runs, so each run reports its own.
 each time a large block is freed (up to 32 MiB), so later activation tensors come from the heap,
 and freed heap memory stays resident as fragments. On a SmolLM2 CRF step over CoNLL-2003's longest
 batch that slack was 1.5 GB of a 5.8 GB peak (``experiments/memory_cpu.md``). With the threshold
-fixed, every tensor above 128 KiB is its own mapping and goes back to the system when freed.
+fixed at 4 MiB, the large tensors of long batches are mappings of their own and go back to the
+system when freed; smaller ones still come from the heap. (At glibc's initial 128 KiB every
+activation would be a mapping: a step then cost 1.3x as much, for the page faults.)
 """
 
 from __future__ import annotations
@@ -21,11 +23,11 @@ import torch
 
 
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
-MMAP_THRESHOLD = 128 * 1024  # glibc's initial default, kept fixed
+MMAP_THRESHOLD = 4 * 2**20  # blocks this large or larger are mapped, and unmapped when freed
 
 
 def return_freed_memory() -> bool:
-    """Fix glibc's mmap threshold at 128 KiB (see the module docstring); ``True`` if it was set.
+    """Fix glibc's mmap threshold at 4 MiB (see the module docstring); ``True`` if it was set.
 
     A no-op where the C library is not glibc, when the user set ``MALLOC_MMAP_THRESHOLD_`` (their
     choice wins), or with ``LLMNER_MALLOC=default`` (glibc's adaptive threshold kept).

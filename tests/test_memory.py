@@ -15,8 +15,8 @@ def rss():
 print(return_freed_memory())
 # glibc raises its mmap threshold when a large mapped block is freed; later blocks of that size then
 # come from the heap, and a heap block freed below a live one stays resident
-big = torch.ones(8 * 2**20 // 4); del big
-blocks = [torch.ones(4 * 2**20 // 4) for _ in range(60)]   # 240 MB
+big = torch.ones(16 * 2**20 // 4); del big
+blocks = [torch.ones(8 * 2**20 // 4) for _ in range(30)]   # 240 MB
 keep = torch.ones(2**20 // 4)                              # a live block above them on the heap
 before = rss(); del blocks
 print(before - rss())
