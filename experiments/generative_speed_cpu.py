@@ -14,8 +14,8 @@ Training: one conversation per step (the recipe's batch 1), for both prompt styl
 the old step: it rendered and tokenized the conversation inside ``training_step``, rendering every
 prefix (``_target_spans_slow``: 2 renders per answer), and computed logits at every position.
 "After" is today's step: the datamodule encoded the batch once, and logits are computed only
-where an answer token is predicted. Each part is timed separately, on the same examples, and
-both losses are checked to be equal.
+where an answer token is predicted. Each part is timed separately, on the same examples (the
+losses are equal, as ``tests/test_predict_export.py`` checks).
 """
 
 from __future__ import annotations
@@ -134,7 +134,7 @@ def train_steps(model, dm, n: int, style: str) -> dict:
         loss.backward()
         model.zero_grad(set_to_none=True)
         fwd_bwd.append(time.perf_counter() - t0)
-        assert torch.allclose(loss, full, atol=1e-4)
+        # (the two losses differ here by LoRA dropout only; tests/test_predict_export.py checks them equal in eval mode)
     tokens = statistics.mean(len(model.prompt.conversation(e.text, e.answers, model.keys)[0]) for e in examples)  # messages
     return {"style": style, "steps": n, "messages_per_conversation": tokens,
             "encode_in_step_s": statistics.mean(enc_old), "encode_once_s": statistics.mean(enc_new),
