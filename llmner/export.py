@@ -65,7 +65,7 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
         return _export_gguf(model, out, gguf_dtype)
     if hasattr(backbone.model, "peft_config"):
         backbone.model.save_pretrained(out / "adapter")
-    merged = backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
+    merged = _merged(backbone)
     backbone.tokenizer.save_pretrained(out)
     if getattr(backbone, "causal_lm", False):
         merged.save_pretrained(out)
@@ -94,6 +94,11 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     return out
 
 
+def _merged(backbone):
+    """The backbone's transformers model with the LoRA adapter merged in (as is without one)."""
+    return backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
+
+
 def _prompt_json(model) -> str:
     return json.dumps(dataclasses.asdict(model.prompt) | {"keys": model.keys, "tags": model.tags}, indent=2) + "\n"
 
@@ -103,7 +108,7 @@ def _export_gguf(model, out: Path, dtype: str) -> Path:
     from llmner.gguf_export import modelfile, write_gguf
 
     backbone = model.backbone
-    merged = backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
+    merged = _merged(backbone)
     bcfg = model.run_config.get("backbone", {})
     pre = _source_pre(bcfg) or "default"
     write_gguf(merged, backbone.tokenizer, out / "model.gguf", dtype=dtype,
