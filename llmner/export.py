@@ -39,6 +39,7 @@ from omegaconf import DictConfig
 from llmner import cli
 from llmner.builders import load
 from llmner.errors import ConfigError
+from llmner.gguf_export import DTYPES
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +55,8 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     """
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}, got {format!r}")
+    if format == "gguf" and gguf_dtype not in DTYPES:
+        raise ConfigError(f"gguf_dtype must be one of {DTYPES}, got {gguf_dtype!r}")
     model = load(ckpt_path)
     backbone = model.backbone
     if format == "gguf" and not getattr(backbone, "causal_lm", False):

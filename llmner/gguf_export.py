@@ -17,7 +17,7 @@ loader reads back (``transformers.modeling_gguf_pytorch_utils``):
 The ``Modelfile`` gets ``FROM`` the GGUF, a ``TEMPLATE`` in Ollama's Go-template syntax derived
 from the tokenizer's chat template by rendering probe conversations (so it matches the template
 the model was fine-tuned with, turn by turn), the prompt format's system line, the end-of-turn
-stop and greedy decoding. ``tests/test_gguf_export.py`` round-trips both.
+stop and greedy decoding. ``tests/test_predict_export.py`` round-trips both.
 """
 
 from __future__ import annotations
