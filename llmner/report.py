@@ -3,6 +3,8 @@
 ``python -m llmner.report sweep <multirun dir>``      one row per trial -> ``<dir>/trials.csv``
 ``python -m llmner.report benchmark <benchmark dir>`` redo ``summary.*``, plots and tests from the
                                                        run folders that ``llmner.benchmark`` left
+``python -m llmner.report curves <dir> [<dir> ...]``  every validation of every run below the folders,
+                                                       from TensorBoard -> ``curves.csv``, ``curves.png``
 
 A run folder is what ``llmner.train`` writes: ``metrics.json``, ``test_predictions.conll`` and, under
 Hydra, ``.hydra/overrides.yaml``. Every table here has one row per run, the columns ``system``,
@@ -297,6 +299,57 @@ def write_report(results: pd.DataFrame, out_dir: str | Path, samples: int = 1000
     return summary
 
 
+def read_curves(dirs: list[str | Path], metric: str = "val/f1") -> pd.DataFrame:
+    """Every logged value of ``metric`` of every run below ``dirs``, read from TensorBoard event files.
+
+    A run is a folder holding ``tensorboard/events.out.tfevents.*`` (what ``llmner.train`` writes); a
+    resumed run's several event files are read together. Columns: ``run`` (the run folder relative to
+    the folder given, after that folder's name when several are given, or its name), ``step``, ``seconds`` (since the run's first event: validation
+    included, and a resumed run's pause too) and ``metric``'s name as the value column.
+    """
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    rows = []
+    for top in map(Path, dirs):
+        if not top.is_dir():
+            raise FileNotFoundError(f"{top}: no such folder")
+        for board in sorted({f.parent for f in top.rglob("events.out.tfevents.*")}):
+            run_dir = board.parent if board.name == "tensorboard" else board
+            name = str(run_dir.relative_to(top)) if run_dir != top else top.name
+            if len(dirs) > 1 and run_dir != top:
+                name = f"{top.name}/{name}"  # runs of different folders stay apart
+            events, starts = [], []
+            for f in sorted(board.glob("events.out.tfevents.*")):
+                acc = EventAccumulator(str(f), size_guidance={"scalars": 0})  # 0: keep every point
+                acc.Reload()
+                starts.append(acc.FirstEventTimestamp())
+                if metric in acc.Tags()["scalars"]:
+                    events += acc.Scalars(metric)
+            rows += [{"run": name, "step": e.step, "seconds": e.wall_time - min(starts), metric: e.value} for e in events]
+    if not rows:
+        raise FileNotFoundError(f"no TensorBoard event file with {metric!r} below {', '.join(map(str, dirs))}")
+    return pd.DataFrame(rows).sort_values(["run", "step"], kind="stable").reset_index(drop=True)
+
+
+def plot_curves(curves: pd.DataFrame, path: str | Path, metric: str = "val/f1") -> None:
+    """``metric`` against training step (left) and against seconds since the run began (right), a line per run."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=True)
+    for name, runs in curves.groupby("run", sort=False):
+        axes[0].plot(runs["step"], runs[metric], marker="o", label=name)
+        axes[1].plot(runs["seconds"], runs[metric], marker="o", label=name)
+    axes[0].set_xlabel("training step")
+    axes[1].set_xlabel("seconds since the run began")
+    axes[0].set_ylabel(metric)
+    axes[0].legend(fontsize=8)
+    fig.suptitle(f"{metric} at each validation")
+    save_figure(fig, path)
+
+
 def sweep_table(multirun_dir: str | Path) -> pd.DataFrame:
     """One row per finished job of a Hydra multirun (Optuna trials included), sorted by ``val/f1``.
 
@@ -335,8 +388,28 @@ def main(argv: list[str] | None = None) -> None:
     p = sub.add_parser("benchmark", help="summary, tests and plots again from a benchmark's results.csv")
     p.add_argument("dir")
     p.add_argument("--samples", type=int, default=1000, help="bootstrap samples")
+    p = sub.add_parser("curves", help="every validation of every run below the folders -> curves.csv, curves.png")
+    p.add_argument("dirs", nargs="+")
+    p.add_argument("--metric", default="val/f1", help="a logged scalar, e.g. val/f1 or train/loss")
+    p.add_argument("--out", default=".", help="where curves.csv and curves.png go")
     args = parser.parse_args(argv)
-    if args.command == "sweep":
+    try:
+        _run(args)
+    except FileNotFoundError as e:  # a folder without the runs asked for: one line, no traceback
+        parser.exit(2, f"error: {e}\n")
+
+
+def _run(args: argparse.Namespace) -> None:
+    """The subcommand ``args.command``."""
+    if args.command == "curves":
+        curves = read_curves(args.dirs, args.metric)
+        out = Path(args.out)
+        out.mkdir(parents=True, exist_ok=True)
+        curves.to_csv(out / "curves.csv", index=False)
+        plot_curves(curves, out / "curves.png", args.metric)
+        print(curves.to_string(index=False))
+        print(f"\nwrote {out / 'curves.csv'}, {out / 'curves.png'}")
+    elif args.command == "sweep":
         df = sweep_table(args.dir)
         shown = ["system"] + [c for c in df.columns if c.startswith("param:")] + [c for c in ("val/f1", "test/f1") if c in df]
         print(df[shown].head(20).to_string(index=False))

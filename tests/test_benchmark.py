@@ -139,3 +139,36 @@ def test_a_system_cannot_change_the_shared_budget(tiny_conll, tmp_path):
     cfg = compose_config(bench_overrides(tiny_conll) + [cheat], tmp_path, config_name="benchmark")
     with pytest.raises(ValueError, match="budget and seeds are the benchmark's"):
         benchmark(cfg)
+
+
+def test_curves_read_every_validation_of_every_run(bench, tmp_path):
+    out, _ = bench
+    report.main(["curves", str(out), "--out", str(tmp_path)])
+    curves = pd.read_csv(tmp_path / "curves.csv")
+    assert set(curves["run"]) == {f"{s}/seed{n}" for s in ("linear", "crf") for n in (1, 2)}
+    for run, points in curves.groupby("run"):
+        metrics = json.loads((out / run / "metrics.json").read_text())
+        # the benchmark validates once, at the end of the budget: that value is the run's val/f1
+        assert points["val/f1"].iloc[-1] == pytest.approx(metrics["val/f1"], abs=1e-6)
+        assert (points["step"] > 0).all() and (points["seconds"] >= 0).all()
+    assert (tmp_path / "curves.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_curves_join_a_resumed_runs_event_files_and_name_a_missing_metric(tmp_path, capsys):
+    from torch.utils.tensorboard import SummaryWriter
+
+    board = tmp_path / "runs" / "a" / "tensorboard"
+    written = [(100, 0.5), (200, 0.6), (300, 0.7)]
+    for part in (written[:2], written[2:]):  # a run killed after step 200 and resumed: two event files
+        w = SummaryWriter(str(board), filename_suffix=f".{part[0][0]}")
+        for step, value in part:
+            w.add_scalar("val/f1", value, step)
+            w.add_scalar("train/loss", 1 / step, step)
+        w.close()
+    curves = report.read_curves([tmp_path / "runs"])
+    assert curves["step"].tolist() == [s for s, _ in written]
+    assert curves["val/f1"].tolist() == pytest.approx([v for _, v in written])
+    assert set(curves["run"]) == {"a"}
+    with pytest.raises(SystemExit) as exit_:
+        report.main(["curves", str(tmp_path / "runs"), "--metric", "val/f2", "--out", str(tmp_path)])
+    assert exit_.value.code == 2 and "val/f2" in capsys.readouterr().err
