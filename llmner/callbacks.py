@@ -43,7 +43,8 @@ class RunOutputs(L.Callback):
     """Collects a run's final figures and writes ``metrics.json`` and ``test_predictions.conll``.
 
     ``metrics`` holds ``train/seconds`` and ``train/steps`` after fitting, the ``val/*`` figures of
-    the last validation (the entry point validates the selected checkpoint last), and ``test/*``
+    the last validation (the entry point validates the selected checkpoint last, unless that
+    validation chose it: ``validated_at`` is its step), and ``test/*``
     with ``test/seconds`` after testing. ``metrics.json`` is rewritten after each of these;
     ``test_predictions.conll`` (``token gold predicted``, conlleval's input) after testing, and for
     the generative head ``test_answers.jsonl`` (each test example's decoded JSON). Only the
@@ -58,6 +59,7 @@ class RunOutputs(L.Callback):
         self.metrics: dict[str, float] = {}
         self._start: dict[str, float] = {}
         self._global_zero = True  # set in setup(): whether this process is the one that writes
+        self.validated_at: int | None = None  # the global step of the last validation collected
 
     def _collect(self, trainer: L.Trainer, prefix: str) -> None:
         self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
@@ -79,6 +81,7 @@ class RunOutputs(L.Callback):
     def on_validation_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         if not trainer.sanity_checking:
             self._collect(trainer, "val/")
+            self.validated_at = trainer.global_step
 
     def on_test_start(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
         self._start["test"] = time.perf_counter()

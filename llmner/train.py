@@ -46,6 +46,18 @@ def best_checkpoint(trainer: L.Trainer) -> str | None:
     return None
 
 
+def scored_by_last_validation(trainer: L.Trainer, outputs: RunOutputs, ckpt: str | None) -> bool:
+    """Whether this process validated at the last step and ``ckpt`` was saved at that step.
+
+    Then ``ckpt`` holds the weights that validation scored, its ``val/*`` figures are already in
+    ``outputs``, and validating it again would repeat a full pass for the same figures. A run resumed
+    at its budget's end has not validated, and a DeepSpeed folder is not read: both ``False``.
+    """
+    if not ckpt or not Path(ckpt).is_file() or outputs.validated_at != trainer.global_step:
+        return False
+    return read_checkpoint(ckpt).get("global_step") == trainer.global_step
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Fit on train, select the best ``val/f1`` checkpoint, score it on validation and test.
 
@@ -80,8 +92,11 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
         best = best_checkpoint(trainer)
-        log.info("best checkpoint: %s", best)
-        trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
+        if scored_by_last_validation(trainer, outputs, best):  # the last validation scored these weights: its val/* stand
+            log.info("best checkpoint: %s (the last validation's, at step %d)", best, trainer.global_step)
+        else:
+            log.info("best checkpoint: %s; validating it again for its val/* figures", best)
+            trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
     if cfg.test:
         ckpt = best if cfg.train else resume
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)

@@ -84,6 +84,45 @@ def test_resume_from_last_checkpoint(trained, tiny_conll, tmp_path):
     assert metrics["val/f1"] > 0.8  # it continued from the trained weights, not from scratch
 
 
+def count_validations(monkeypatch):
+    """Count ``Trainer.validate`` calls (the entry point's validation of the selected checkpoint)."""
+    import lightning as L
+
+    calls, validate = [], L.Trainer.validate
+    monkeypatch.setattr(L.Trainer, "validate", lambda self, *a, **k: calls.append(k.get("ckpt_path")) or validate(self, *a, **k))
+    return calls
+
+
+def test_the_last_validations_checkpoint_is_not_validated_again(tiny_conll, tmp_path, monkeypatch):
+    import llmner.train as entry
+
+    budget = TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_steps=6", "trainer.val_check_interval=6"]
+    calls = count_validations(monkeypatch)
+    metrics, _ = train(compose_config(budget, tmp_path / "skip"))
+    assert calls == []  # one validation, at the end: it chose the best checkpoint and scored it
+    monkeypatch.setattr(entry, "scored_by_last_validation", lambda *a: False)  # the feature off: the oracle
+    again, _ = train(compose_config(budget, tmp_path / "full"))
+    assert len(calls) == 1
+    assert {k: v for k, v in metrics.items() if k.startswith(("val/", "test/f1"))} == pytest.approx(
+        {k: v for k, v in again.items() if k.startswith(("val/", "test/f1"))})
+
+
+def test_an_earlier_best_checkpoint_or_a_run_resumed_at_its_end_is_validated(tiny_conll, tmp_path, monkeypatch):
+    budget = TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_steps=6", "trainer.val_check_interval=3"]
+    calls = count_validations(monkeypatch)
+    # mode=min keeps the worse of the two validations: here the first one, at step 3
+    metrics, objects = train(compose_config(budget + ["callbacks.model_checkpoint.mode=min"], tmp_path / "a"))
+    best = torch.load(objects["best_ckpt"], weights_only=False)
+    if best["global_step"] == 6:
+        pytest.skip("the two validations scored the same; the earliest best is kept only on strict improvement")
+    assert calls == [objects["best_ckpt"]]
+    assert metrics["val/f1"] == pytest.approx(float(best["callbacks"][next(k for k in best["callbacks"] if "ModelCheckpoint" in k)]["best_model_score"]))
+    last = tmp_path / "a" / "checkpoints" / "last.ckpt"  # at step 6: nothing left to train, nothing validated yet
+    calls.clear()
+    resumed, _ = train(compose_config(budget + [f"ckpt_path={last}", "test=false"], tmp_path / "b"))
+    assert len(calls) == 1 and "val/f1" in resumed
+
+
 def test_long_sentences_are_windowed_and_every_word_predicted(tiny_conll, tmp_path):
     cfg = compose_config(TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_epochs=1", "model.encoder.max_length=8", "model.encoder.context_words=2"], tmp_path)
     metrics, objects = train(cfg)
