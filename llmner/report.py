@@ -303,9 +303,11 @@ def read_curves(dirs: list[str | Path], metric: str = "val/f1") -> pd.DataFrame:
     """Every logged value of ``metric`` of every run below ``dirs``, read from TensorBoard event files.
 
     A run is a folder holding ``tensorboard/events.out.tfevents.*`` (what ``llmner.train`` writes); a
-    resumed run's several event files are read together. Columns: ``run`` (the run folder relative to
-    the folder given, after that folder's name when several are given, or its name), ``step``, ``seconds`` (since the run's first event: validation
-    included, and a resumed run's pause too) and ``metric``'s name as the value column.
+    resumed run's several event files are read together. Columns:
+    - ``run``: the run folder relative to the folder given (after that folder's name when several
+      are given), or the folder's own name;
+    - ``step``; ``seconds`` since the run's first event (validation included, and a resumed run's
+      pause too); ``metric``'s name: the value.
     """
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
 
