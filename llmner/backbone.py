@@ -343,18 +343,18 @@ class Backbone(nn.Module):
             model.requires_grad_(False)
         if not isinstance(gradient_checkpointing, bool) and (not isinstance(gradient_checkpointing, int) or gradient_checkpointing < 0):
             raise ValueError(f"backbone.gradient_checkpointing must be true, false or a token count >= 0, got {gradient_checkpointing!r}")
-        self.checkpoint_above: int | None = None  # tokens per batch above which layers are recomputed
+        self.checkpoint_above: int | None = None  # tokens per batch above which layers are recomputed (0: all)
         self._checkpointed: list[nn.Module] = []
         if gradient_checkpointing is not False:
-            model.gradient_checkpointing_enable()
+            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
+            enable()  # the new name in later transformers 5 releases; the old one warns and goes in v6
             model.enable_input_require_grads()
             from transformers.modeling_layers import GradientCheckpointingLayer
 
             self._checkpointed = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
-            if gradient_checkpointing is not True:
-                self.checkpoint_above = int(gradient_checkpointing)
-                # every way in (tag features, the trunk cache, the generative head's .model) calls this model
-                model.register_forward_pre_hook(self._choose_recompute, with_kwargs=True)
+            self.checkpoint_above = 0 if gradient_checkpointing is True else int(gradient_checkpointing)
+            # every way in (tag features, the trunk cache, the generative head's .model) calls this model
+            model.register_forward_pre_hook(self._choose_recompute, with_kwargs=True)
         if lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
@@ -403,13 +403,22 @@ class Backbone(nn.Module):
         return self.config.hidden_size
 
     def _choose_recompute(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """Forward pre-hook: checkpoint the layers only for a batch of more than ``checkpoint_above`` tokens."""
+        """Forward pre-hook: checkpoint the layers only for a batch of more than ``checkpoint_above`` tokens.
+
+        transformers recomputes a layer only when the layer is in training mode, and a pretrained
+        model comes in eval mode, where Lightning leaves it (it keeps each module's mode; llmner
+        keeps frozen weights in eval mode on purpose). So for a batch that is recomputed, the hook
+        sets the layer's own ``training`` flag, which gates nothing else in a decoder layer; its
+        submodules (attention and MLP, their dropout) keep their mode, and the results do not change.
+        """
         x = kwargs.get("input_ids", args[0] if args else None)
         if x is None:
             x = kwargs["inputs_embeds"][..., 0]
-        recompute = x.numel() > self.checkpoint_above
+        recompute = torch.is_grad_enabled() and x.numel() > self.checkpoint_above
         for layer in self._checkpointed:
             layer.gradient_checkpointing = recompute
+            if recompute:
+                layer.training = True
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Hidden states of the last kept layer: (B, T) ids -> (B, T, H).

@@ -77,7 +77,9 @@ def test_lora_layers_puts_adapters_in_the_top_layers_only():
 
 def test_gradient_checkpointing_above_a_token_count_recomputes_long_batches_only():
     """An int threshold: batches of more tokens recompute every layer in the backward (each layer
-    runs twice), shorter ones do not; the gradients equal those of a backbone without checkpointing."""
+    runs twice), shorter ones do not; the gradients equal those of a backbone without checkpointing.
+    The backbones stay in the mode they were built in (pretrained layers in eval mode), as
+    Lightning leaves them: the recompute must not depend on a ``.train()`` call."""
     plain = Backbone(TINY_RANDOM, lora_dropout=0.0)
     gc = Backbone(TINY_RANDOM, lora_dropout=0.0, gradient_checkpointing=40)
     gc.load_state_dict(plain.state_dict())
@@ -91,7 +93,6 @@ def test_gradient_checkpointing_above_a_token_count_recomputes_long_batches_only
         mask = torch.ones_like(ids)
         grads = []
         for model in (plain, gc):
-            model.train()
             model.zero_grad()
             calls.clear()
             model(ids, mask).pow(2).mean().backward()
@@ -100,7 +101,13 @@ def test_gradient_checkpointing_above_a_token_count_recomputes_long_batches_only
         assert grads[0].keys() == grads[1].keys()
         for name in grads[0]:
             assert torch.allclose(grads[0][name], grads[1][name], atol=1e-6), name
-    lm = Backbone(TINY_RANDOM, causal_lm=True, lora_dropout=0.0, gradient_checkpointing=40).train()
+    # the recomputed layers' own submodules keep their eval mode (no attention dropout switched on)
+    assert not any(layer.self_attn.training or layer.mlp.training for layer in gc._checkpointed)
+    with torch.no_grad():  # no backward to replay: nothing recomputed, whatever the size
+        calls.clear()
+        gc(torch.randint(4, 400, (4, 16)), torch.ones(4, 16, dtype=torch.long))
+        assert len(calls) == n_layers
+    lm = Backbone(TINY_RANDOM, causal_lm=True, lora_dropout=0.0, gradient_checkpointing=40)
     for layer in lm._checkpointed:  # the generative head calls .model directly: the same rule holds
         layer.self_attn.register_forward_pre_hook(lambda *a: calls.append(1))
     for tokens, recomputed in ((4 * 8, False), (4 * 16, True)):

@@ -212,3 +212,21 @@ def test_a_time_budget_alone_gets_a_warm_up_and_decay_schedule(tiny_conll, tmp_p
     assert lrs[0] < 0.2 * peak and lrs[-1] < 0.15 * peak  # starts low, ends near 0
     top = lrs.index(peak)
     assert 0 < top < len(lrs) - 1 and all(a >= b - 1e-12 for a, b in zip(lrs[top:], lrs[top + 1:]))  # then falls
+
+
+def test_gradient_checkpointing_recomputes_in_a_real_run_and_changes_nothing(tiny_conll, tmp_path, monkeypatch):
+    """Through the entry point, as Lightning leaves the modules' modes (pretrained layers in eval
+    mode): a checkpointed run recomputes its layers, and scores what the same run without
+    checkpointing scores (LoRA dropout on: the recompute replays the same dropout masks)."""
+    import transformers.modeling_utils as mu
+
+    calls, checkpoint = [], mu.checkpoint
+    monkeypatch.setattr(mu, "checkpoint", lambda *a, **k: calls.append(1) or checkpoint(*a, **k))
+    budget = TINY + FAST + [f"data.path={tiny_conll}", "trainer.max_steps=4", "trainer.val_check_interval=4",
+                            "backbone.lora_dropout=0.3"]
+    plain, _ = train(compose_config(budget, tmp_path / "plain"))
+    assert calls == []
+    recomputed, _ = train(compose_config(budget + ["backbone.gradient_checkpointing=0"], tmp_path / "gc"))
+    assert len(calls) == 4 * 2  # every training step, both layers; no validation or test batch
+    keys = [k for k in plain if k.startswith(("val/", "test/")) and "seconds" not in k and "per_second" not in k]
+    assert keys and {k: plain[k] for k in keys} == pytest.approx({k: recomputed[k] for k in keys}, abs=1e-5)
