@@ -13,6 +13,8 @@ import logging
 import os
 import shutil
 import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import torch
@@ -22,6 +24,23 @@ log = logging.getLogger(__name__)
 
 TINY_RANDOM = "llmner/tiny-random-llama"
 DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[nn.Module]:
+    """Put ``module`` in eval mode for the block, then give every submodule back its own mode.
+
+    ``module.train(was_training)`` would not do: it sets one mode on every submodule, which
+    would switch a frozen backbone's layers (kept in eval mode) to training, or an unfrozen
+    one's dropout (kept in training mode) off.
+    """
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
+    try:
+        yield module
+    finally:
+        for m, mode in modes:
+            m.training = mode
 
 
 def cache_dir() -> Path:
@@ -341,6 +360,10 @@ class Backbone(nn.Module):
             self.schedule = AttentionSchedule(getattr(owner, name), unmasked_range(unmask_layers, len(getattr(owner, name))), model.config)
         if freeze:
             model.requires_grad_(False)
+        else:
+            # from_pretrained returns eval mode, and Lightning keeps each module's mode: a model
+            # fine-tuned fully needs its own dropout on in training (frozen weights stay in eval)
+            model.train()
         if not isinstance(gradient_checkpointing, bool) and (not isinstance(gradient_checkpointing, int) or gradient_checkpointing < 0):
             raise ValueError(f"backbone.gradient_checkpointing must be true, false or a token count >= 0, got {gradient_checkpointing!r}")
         self.checkpoint_above: int | None = None  # tokens per batch above which layers are recomputed (0: all)

@@ -139,15 +139,12 @@ class TrunkCache:
 
     def _check(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> None:
         """Once per cache: the split pass equals the whole model (both at full precision, no dropout)."""
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            with torch.no_grad():
-                whole = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
-                                   use_cache=False).last_hidden_state
-                split = self.upper(self.lower(input_ids, mask, positions), mask, positions)
-        finally:
-            self.model.train(was_training)
+        from llmner.backbone import evaluating
+
+        with evaluating(self.model), torch.no_grad():
+            whole = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
+                               use_cache=False).last_hidden_state
+            split = self.upper(self.lower(input_ids, mask, positions), mask, positions)
         real = mask.bool()
         err = (whole[real] - split[real]).abs().max().item()
         scale = whole[real].abs().max().item()

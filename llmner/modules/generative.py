@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmner.backbone import evaluating
 from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat, few_shot_examples
 from llmner.data.text import dedup, values_to_tags
 from llmner.errors import ConfigError
@@ -152,28 +153,26 @@ class GenerativeModule(LlmnerModule):
             ``{"answers": per text {key: [values]} (every key), "parsed": per text, per turn
             (is a JSON object, fits the schema)}``, and ``free_answers``/``free_parsed`` likewise.
         """
-        was_training = self.training
-        self.eval()
-        conversations = [self.prompt.opening(t, self.keys) for t in texts]
-        runs = {"": constrained} | ({"free_": False} if also_free else {})
-        out: dict[str, list] = {}
-        for name in runs:
-            out[f"{name}answers"] = [{k: [] for k in self.keys} for _ in texts]
-            out[f"{name}parsed"] = [[] for _ in texts]
-        integer = set(self.prompt.integer_types)
-        for question, qkeys in self.prompt.questions(self.keys):
-            for c in conversations:
-                c.append({"role": "user", "content": question})
-            for name, use_constraint in runs.items():
-                raws = self._generate(conversations, qkeys, texts, use_constraint)
-                for i, raw in enumerate(raws):
-                    obj, fits = parse_answer(raw, qkeys, integer)
-                    out[f"{name}parsed"][i].append((obj is not None, fits))
-                    for k in qkeys:
-                        out[f"{name}answers"][i][k] = dedup((obj or {}).get(k, []))
-                    if not name:
-                        conversations[i].append({"role": "assistant", "content": raw})
-        self.train(was_training)
+        with evaluating(self):
+            conversations = [self.prompt.opening(t, self.keys) for t in texts]
+            runs = {"": constrained} | ({"free_": False} if also_free else {})
+            out: dict[str, list] = {}
+            for name in runs:
+                out[f"{name}answers"] = [{k: [] for k in self.keys} for _ in texts]
+                out[f"{name}parsed"] = [[] for _ in texts]
+            integer = set(self.prompt.integer_types)
+            for question, qkeys in self.prompt.questions(self.keys):
+                for c in conversations:
+                    c.append({"role": "user", "content": question})
+                for name, use_constraint in runs.items():
+                    raws = self._generate(conversations, qkeys, texts, use_constraint)
+                    for i, raw in enumerate(raws):
+                        obj, fits = parse_answer(raw, qkeys, integer)
+                        out[f"{name}parsed"][i].append((obj is not None, fits))
+                        for k in qkeys:
+                            out[f"{name}answers"][i][k] = dedup((obj or {}).get(k, []))
+                        if not name:
+                            conversations[i].append({"role": "assistant", "content": raw})
         return out
 
     def predict(self, texts: list[str]) -> list[dict[str, list]]:

@@ -8,6 +8,7 @@ from typing import Callable
 import torch
 from torch import nn
 
+from llmner.backbone import evaluating
 from llmner.data.alignment import WindowEncoder
 from llmner.data.text import spans_to_answers
 from llmner.errors import ConfigError
@@ -140,16 +141,14 @@ class TaggerModule(LlmnerModule):
         """
         keys = sorted({t[2:] for t in self.tags if t != "O"})
         windows, offsets = self.encoder.encode_texts(list(texts))
-        was_training = self.training
-        self.eval()
-        parts: dict[int, list[tuple[int, list[int]]]] = {}
-        order = sorted(windows, key=lambda w: -len(w.input_ids))
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
-            batch = {k: v.to(self.device) for k, v in self.encoder.collate(chunk).items()}
-            for w, p in zip(chunk, self.head.decode(self(batch), batch["word_mask"])):
-                parts.setdefault(w.sentence, []).append((w.offset, p))
-        self.train(was_training)
+        with evaluating(self):
+            parts: dict[int, list[tuple[int, list[int]]]] = {}
+            order = sorted(windows, key=lambda w: -len(w.input_ids))
+            for i in range(0, len(order), batch_size):
+                chunk = order[i : i + batch_size]
+                batch = {k: v.to(self.device) for k, v in self.encoder.collate(chunk).items()}
+                for w, p in zip(chunk, self.head.decode(self(batch), batch["word_mask"])):
+                    parts.setdefault(w.sentence, []).append((w.offset, p))
         out = []
         for k, text in enumerate(texts):
             tags = [self.tags[t] for _, p in sorted(parts.get(k, [])) for t in p]
