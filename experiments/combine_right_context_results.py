@@ -1,27 +1,25 @@
-"""The combined results.csv of experiments/right_context_conll_cpu.md: every run's benchmark results.csv
-(300-step grid, 1,500 steps, MiniLM) in one file, one row per (system, seed), runs whose predictions
-exist only. The run folders are those of the record's sessions (seed-1 runs copied from /tmp/rc).
+"""The combined results.csv of experiments/right_context_conll_cpu.md: benchmark results.csv files
+(300-step grid, 1,500 steps, MiniLM) in one file, one row per (system, seed), later files winning.
 
-Usage: python experiments/combine_right_context_results.py OUT_DIR; then python -m llmner.report benchmark OUT_DIR
+Usage:
+    python experiments/combine_right_context_results.py OUT_DIR experiments/figures/right_context_conll_cpu_results.csv RUN/results.csv ...
+    python -m llmner.report benchmark OUT_DIR
+
+Runs of earlier sessions keep their rows (metrics) in the figures CSV; their folders, with the test
+predictions, are gone, so the report's bootstrap uses the seeds whose predictions are still on disk
+and its t-tests use every seed (``llmner.report.compare``).
 """
-import glob, sys
-import pandas as pd
+import sys
 from pathlib import Path
 
-files = sorted(set(glob.glob("/work/runs/keep_rc/r1/p*/results.csv") + ["/work/runs/r1500/results.csv", "/work/runs/m1500/results.csv",
-         "/work/runs/s2_causal/results.csv", "/work/runs/s2_bidirectional_middle/results.csv"] + glob.glob("/work/runs/s10/*/results.csv")))
-rows = []
-for f in files:
-    df = pd.read_csv(f)
-    df["output_dir"] = [d.replace("/tmp/rc/", "/work/runs/keep_rc/") for d in df["output_dir"]]
-    df = df[df["output_dir"].map(lambda d: (Path(d) / "test_predictions.conll").exists())]
-    rows.append(df)
-res = pd.concat(rows, ignore_index=True)
-res = res.drop_duplicates(["system", "seed"], keep="last")
-order = ["causal", "bidirectional_all", "bidirectional_middle", "repeat2", "minilm_crf_same_wallclock",
+import pandas as pd
+
+ORDER = ["causal", "bidirectional_all", "bidirectional_middle", "repeat2", "minilm_crf_same_wallclock", "minilm_crf_dropout",
          "causal_1500", "bidirectional_all_1500", "bidirectional_middle_1500", "repeat2_1500"]
-res["_o"] = res["system"].map(order.index)
-res = res.sort_values(["_o", "seed"]).drop(columns="_o")
-out = Path(sys.argv[1]); out.mkdir(parents=True, exist_ok=True)
+
+out, files = Path(sys.argv[1]), sys.argv[2:]
+res = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).drop_duplicates(["system", "seed"], keep="last")
+res = res.sort_values(["system", "seed"], key=lambda c: c.map(ORDER.index) if c.name == "system" else c)
+out.mkdir(parents=True, exist_ok=True)
 res.to_csv(out / "results.csv", index=False)
 print(res[["system", "seed", "test/f1", "val/f1", "train/seconds", "test/seconds", "memory/peak_mb"]].to_string())

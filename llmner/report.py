@@ -164,24 +164,34 @@ def compare(results: pd.DataFrame, samples: int = 1000, seed: int = 0) -> pd.Dat
     """Every pair of systems: mean test F1 difference, paired t-test over seeds, paired bootstrap over sentences.
 
     The t-test pairs the runs of the two systems by seed (seeds both ran); the bootstrap reads
-    each run's ``test_predictions.conll`` and pools seeds as ``paired_bootstrap`` says.
+    each run's ``test_predictions.conll`` and pools seeds as ``paired_bootstrap`` says. A results
+    table combined from runs whose folders are gone still gets its t-tests: the bootstrap then uses
+    the seeds whose predictions both systems still have (``bootstrap_seeds``; none: ``nan``).
     """
-    counts = {}
+    counts, missing = {}, []
     for r in results.itertuples():
-        gold, pred = read_conll(Path(r.output_dir) / "test_predictions.conll")
+        path = Path(r.output_dir) / "test_predictions.conll"
+        if not path.is_file():
+            missing.append(f"{r.system} seed {r.seed}")
+            continue
+        gold, pred = read_conll(path)
         counts[(r.system, r.seed)] = sentence_counts(gold, pred)
+    if missing:
+        log.warning("no test_predictions.conll for %s: their seeds enter the t-tests, not the bootstrap", ", ".join(missing))
     by_system = {s: runs.set_index("seed")["test/f1"] for s, runs in results.groupby("system", sort=False)}
     rows = []
     for x, y in combinations(list(dict.fromkeys(results["system"])), 2):
         seeds = sorted(set(by_system[x].index) & set(by_system[y].index))
         if not seeds:  # a partial benchmark: nothing to pair yet
             continue
-        boot = paired_bootstrap([counts[(x, s)] for s in seeds], [counts[(y, s)] for s in seeds], samples, seed)
+        kept = [s for s in seeds if (x, s) in counts and (y, s) in counts]
+        boot = (paired_bootstrap([counts[(x, s)] for s in kept], [counts[(y, s)] for s in kept], samples, seed)
+                if kept else dict.fromkeys(("delta", "ci_low", "ci_high", "p"), math.nan))
         rows.append({
             "system_a": x, "system_b": y, "seeds": len(seeds),
             "delta_f1": by_system[x][seeds].mean() - by_system[y][seeds].mean(),
             "ttest_p": paired_ttest(by_system[x][seeds].tolist(), by_system[y][seeds].tolist()),
-            "bootstrap_delta": boot["delta"], "bootstrap_ci_low": boot["ci_low"],
+            "bootstrap_seeds": len(kept), "bootstrap_delta": boot["delta"], "bootstrap_ci_low": boot["ci_low"],
             "bootstrap_ci_high": boot["ci_high"], "bootstrap_p": boot["p"],
         })
     return pd.DataFrame(rows)

@@ -103,6 +103,24 @@ def test_report_recomputes_the_summary_from_the_run_folders(bench):
     assert again["test_f1_mean"].tolist() == pytest.approx(summary["test_f1_mean"].tolist())
 
 
+def test_runs_without_predictions_keep_their_t_tests_and_leave_the_bootstrap(bench, tmp_path):
+    """A results table combined from old runs whose folders are gone: t-tests over every seed,
+    the bootstrap over the seeds whose predictions are left, equal to a report of those runs alone."""
+    out, _ = bench
+    results = pd.read_csv(out / "results.csv")
+    gone = results[results["seed"] == 1].assign(output_dir=str(tmp_path / "gone"))
+    mixed = pd.concat([gone, results[results["seed"] == 2]], ignore_index=True)
+    full = report.compare(results, samples=100).iloc[0]
+    part = report.compare(mixed, samples=100).iloc[0]
+    alone = report.compare(results[results["seed"] == 2], samples=100).iloc[0]
+    assert part["seeds"] == 2 and part["ttest_p"] == pytest.approx(full["ttest_p"], nan_ok=True)
+    assert part["bootstrap_seeds"] == 1 and full["bootstrap_seeds"] == 2
+    for k in ("bootstrap_delta", "bootstrap_ci_low", "bootstrap_ci_high", "bootstrap_p"):
+        assert part[k] == pytest.approx(alone[k])
+    none = report.compare(gone, samples=100).iloc[0]
+    assert none["bootstrap_seeds"] == 0 and np.isnan(none["bootstrap_p"]) and none["seeds"] == 1
+
+
 def test_a_finished_run_is_not_trained_again(bench, tiny_conll):
     out, summary = bench
     cfg = compose_config(bench_overrides(tiny_conll), out, config_name="benchmark")
