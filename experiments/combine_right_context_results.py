@@ -14,12 +14,12 @@ from pathlib import Path
 
 import pandas as pd
 
-ORDER = ["causal", "bidirectional_all", "bidirectional_middle", "repeat2", "minilm_crf_same_wallclock", "minilm_crf_dropout",
+ORDER = ["causal", "bidirectional_all", "bidirectional_middle", "repeat2", "minilm_crf_same_wallclock", "minilm_crf_dropout", "minilm_crf_no_dropout",
          "causal_1500", "bidirectional_all_1500", "bidirectional_middle_1500", "repeat2_1500"]
 
 out, files = Path(sys.argv[1]), sys.argv[2:]
 res = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).drop_duplicates(["system", "seed"], keep="last")
-res = res.sort_values(["system", "seed"], key=lambda c: c.map(ORDER.index) if c.name == "system" else c)
+res = res.sort_values(["system", "seed"], key=lambda c: c.map(lambda s: ORDER.index(s) if s in ORDER else len(ORDER)) if c.name == "system" else c)
 out.mkdir(parents=True, exist_ok=True)
 res.to_csv(out / "results.csv", index=False)
 print(res[["system", "seed", "test/f1", "val/f1", "train/seconds", "test/seconds", "memory/peak_mb"]].to_string())
