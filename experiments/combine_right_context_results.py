@@ -19,7 +19,8 @@ ORDER = ["causal", "bidirectional_all", "bidirectional_middle", "repeat2", "mini
 
 out, files = Path(sys.argv[1]), sys.argv[2:]
 res = pd.concat([pd.read_csv(f) for f in files], ignore_index=True).drop_duplicates(["system", "seed"], keep="last")
-res = res.sort_values(["system", "seed"], key=lambda c: c.map(lambda s: ORDER.index(s) if s in ORDER else len(ORDER)) if c.name == "system" else c)
+rank = res["system"].map({s: i for i, s in enumerate(ORDER)}).fillna(len(ORDER))  # unlisted systems last
+res = res.assign(_rank=rank).sort_values(["_rank", "seed"]).drop(columns="_rank")
 out.mkdir(parents=True, exist_ok=True)
 res.to_csv(out / "results.csv", index=False)
 print(res[["system", "seed", "test/f1", "val/f1", "train/seconds", "test/seconds", "memory/peak_mb"]].to_string())

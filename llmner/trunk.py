@@ -34,6 +34,8 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
+from llmner.backbone import evaluating
+
 log = logging.getLogger(__name__)
 
 _STORES: dict[str, dict[bytes, torch.Tensor]] = {}
@@ -139,8 +141,6 @@ class TrunkCache:
 
     def _check(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> None:
         """Once per cache: the split pass equals the whole model (both at full precision, no dropout)."""
-        from llmner.backbone import evaluating
-
         with evaluating(self.model), torch.no_grad():
             whole = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
                                use_cache=False).last_hidden_state
