@@ -13,7 +13,7 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -344,6 +344,9 @@ class Backbone(nn.Module):
                 bnb_4bit_use_double_quant=True,
             )
         self.tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf else {}))
+        if config_overrides is not None and not isinstance(config_overrides, Mapping):
+            raise ValueError(f"backbone.config_overrides must be a mapping of config names to values, "
+                             f"e.g. {{hidden_dropout_prob:0.0}}, got {config_overrides!r}")
         if config_overrides:
             from transformers import AutoConfig
 

