@@ -2,7 +2,7 @@
 (300-step grid, 1,500 steps, MiniLM) in one file, one row per (system, seed), later files winning.
 
 Usage:
-    python experiments/combine_right_context_results.py OUT_DIR experiments/figures/right_context_conll_cpu_results.csv RUN/results.csv ...
+    python experiments/scripts/combine_right_context_results.py OUT_DIR experiments/figures/right_context_conll_cpu_results.csv RUN/results.csv ...
     python -m llmner.report benchmark OUT_DIR
 
 Runs of earlier sessions keep their rows (metrics) in the figures CSV; their folders, with the test

@@ -1,8 +1,8 @@
 """Speed of the generative head on CPU: constrained vs unconstrained greedy decoding per token step,
 seconds per report, where decoding time goes, and the training step with and without encoding in it.
 
-    python experiments/generative_speed_cpu.py --ckpt logs/.../checkpoints/last.ckpt   # a fine-tuned model
-    python experiments/generative_speed_cpu.py                                        # the base SmolLM2
+    python experiments/scripts/generative_speed_cpu.py --ckpt logs/.../checkpoints/last.ckpt   # a fine-tuned model
+    python experiments/scripts/generative_speed_cpu.py                                        # the base SmolLM2
 
 Decoding: the crime_json test reports (22 hand-written) in batches of ``--batch``, the single-question
 prompt. Each batch is decoded with the constraint (as ``GenerativeModule.answer`` does), then
@@ -27,7 +27,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 

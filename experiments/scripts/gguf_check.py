@@ -1,6 +1,6 @@
-"""Export a generative checkpoint as GGUF and compare transformers' reload with llmner: python experiments/gguf_check.py CKPT OUT f16|f32"""
+"""Export a generative checkpoint as GGUF and compare transformers' reload with llmner: python experiments/scripts/gguf_check.py CKPT OUT f16|f32"""
 import sys, time, torch
-sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(__import__("pathlib").Path(__file__).resolve().parents[2]))
 import llmner
 from llmner.export import export
 from transformers import AutoModelForCausalLM, AutoTokenizer

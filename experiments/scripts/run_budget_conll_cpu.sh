@@ -4,7 +4,8 @@
 # of training (trainer.max_time) on the full CoNLL-2003 train set, side by side with one thread
 # each (2-core machine), validated every 400 steps on 500 validation sentences, scored on the full
 # test set with the best-validation checkpoint.
-# Usage: experiments/run_budget_conll_cpu.sh OUT_DIR [LORA_LAYERS]
+# Usage: experiments/scripts/run_budget_conll_cpu.sh OUT_DIR [LORA_LAYERS]
+#   Run from the repository root with the venv active (or PY=.venv/bin/python); DATA defaults to ../shared/data/conll2003
 set -euo pipefail
 OUT=${1:?output dir}; K=${2:-6}
 PY=${PY:-python}; DATA=${DATA:-../shared/data/conll2003}

@@ -2,11 +2,11 @@
 # The runs and analyses of experiments/failure_analysis_conll_cpu.md: SmolLM2-135M with a CRF and a
 # linear head and MiniLM-L6 with a CRF head, one seed, 300 steps of batch 8 each, validation capped
 # at 300 sentences, the full CoNLL-2003 test set; then llmner.analyze on the pairs.
-#   bash experiments/run_failure_analysis_cpu.sh [extra benchmark overrides]
+#   bash experiments/scripts/run_failure_analysis_cpu.sh [extra benchmark overrides]
 # One process, one thread (a 2-core machine shared with other work). Rerunning resumes: finished
 # runs are kept, and the tables and analyses are written again.
 set -euo pipefail
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/../.."
 RUN_DIR=${RUN_DIR:-logs/benchmark/failure_analysis_cpu}
 mkdir -p "$(dirname "$RUN_DIR")"
 export OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 HF_HUB_OFFLINE=1

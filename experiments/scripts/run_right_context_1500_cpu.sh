@@ -2,7 +2,8 @@
 # The 1,500-step point of experiments/right_context_conll_cpu.md: repetition and the middle third
 # bidirectional, SmolLM2-135M + LoRA + CRF, validated every 300 steps on 300 validation sentences
 # (the curve; the best of those checkpoints is tested), the full test set at the end.
-# Usage: experiments/run_right_context_1500_cpu.sh OUT_DIR [SEEDS]
+# Usage: experiments/scripts/run_right_context_1500_cpu.sh OUT_DIR [SEEDS]
+#   Run from the repository root with the venv active (or PY=.venv/bin/python); DATA defaults to ../shared/data/conll2003
 # Two processes side by side, one thread each (2-core machine).
 set -euo pipefail
 OUT=${1:?output dir}; SEEDS=${2:-[1]}

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Right context for a decoder tagger on CoNLL-2003 (experiments/right_context_conll_cpu.md).
-# Usage: experiments/run_right_context_cpu.sh OUT_DIR [SEEDS]
+# Usage: experiments/scripts/run_right_context_cpu.sh OUT_DIR [SEEDS]
+#   Run from the repository root with the venv active (or PY=.venv/bin/python); DATA defaults to ../shared/data/conll2003
 # Two benchmark processes side by side, one thread each (2-core machine); each compares two
 # attention settings of SmolLM2-135M + LoRA + CRF at 300 steps on the full test set.
 set -euo pipefail

@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The runs of experiments/right_context_conll_cpu.md, sections "More seeds at 1,500 steps" and
 # "MiniLM-L6 with its dropout on" (one thread per process; two ran side by side on 2 cores).
-# Usage: experiments/run_right_context_seeds_1500_cpu.sh OUT_DIR NAME SEED
+# Usage: experiments/scripts/run_right_context_seeds_1500_cpu.sh OUT_DIR NAME SEED
+#   Run from the repository root with the venv active (or PY=.venv/bin/python); DATA defaults to ../shared/data/conll2003
 #   NAME: causal_1500 | bidirectional_all_1500 | bidirectional_middle_1500 | repeat2_1500
 #         | minilm_crf_dropout | minilm_crf_no_dropout
 set -euo pipefail

@@ -1,7 +1,7 @@
 """Throughput of the SmolLM2 tagger on CPU: train step time per configuration, framework overhead
 against a bare PyTorch + peft loop, prediction words/s against transformers' pipeline, peak memory.
 
-    python experiments/throughput_cpu.py --data ../shared/data/conll2003 --steps 40
+    python experiments/scripts/throughput_cpu.py --data ../shared/data/conll2003 --steps 40
 
 Every measurement runs in its own subprocess, so that each peak RSS is its own. Printed: one JSON
 line per measurement, then a markdown table with ratios (experiments/throughput_cpu.md).
@@ -17,7 +17,7 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 WARMUP = 5  # steps excluded from every step-time mean (first allocations, lazy init)
