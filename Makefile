@@ -1,12 +1,13 @@
 # make train   set up .venv (offline backbones included) and run the offline CPU job (experiment=crime_crf_cpu)
 #              another recipe: make train EXPERIMENT=conll_crf; more overrides: make train ARGS="trainer.max_steps=200"
 # make test    set up .venv and run the tests (slow ones: make test ARGS="-m slow")
+# make lint    ruff (pyflakes, isort, pyupgrade; pyproject.toml's [tool.ruff]) over llmner/ and tests/
 VENV ?= .venv
 PY := $(VENV)/bin/python
 ARGS ?=
 EXPERIMENT ?= crime_crf_cpu
 
-.PHONY: setup train test
+.PHONY: setup train test lint
 setup: $(VENV)/.installed
 
 # torch is pinned in pyproject.toml: pip takes the CPU build that lies on this project's machines.
@@ -24,3 +25,6 @@ train: setup
 
 test: setup
 	$(PY) -m pytest $(ARGS)
+
+lint: setup
+	$(VENV)/bin/ruff check llmner tests

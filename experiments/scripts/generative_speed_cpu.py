@@ -100,8 +100,7 @@ def decode(model, texts: list[str]) -> dict:
 def train_steps(model, dm, n: int, style: str) -> dict:
     import torch
 
-    from llmner.data.chat import _target_spans_slow, encode_chat, render
-    from llmner.data.chat import sentence_to_example
+    from llmner.data.chat import _target_spans_slow, encode_chat, render, sentence_to_example
 
     model.train()
     examples = [sentence_to_example(s, i) for i, s in enumerate(dm.sentences["test"][:n])]
