@@ -71,6 +71,7 @@ class LlmnerModule(L.LightningModule):
         self._records: list[Record] = []
         self.predictions: dict[str, dict[int, list[str]]] = {}  # split -> sentence -> IOB2 tags
         self.gold: dict[str, dict[int, list[str]]] = {}
+        self.run_metrics: dict[str, float] = {}  # figures of the run besides the logged ones (``metrics.json``)
 
     @property
     def tags(self) -> list[str]:
