@@ -182,11 +182,12 @@ def truncate_layers(model: nn.Module, keep: int) -> None:
         model.config.layer_types = model.config.layer_types[:keep]
 
 
-def unmasked_range(spec, n_layers: int) -> range:
+def unmasked_range(spec, n_layers: int, top: int = -1) -> range:
     """Layers ``[from, to)`` that attend both ways, from ``backbone.unmask_layers``.
 
     ``all``: every kept layer; ``middle``: the middle third (``[n // 3, 2n // 3)``), the range that
     "Looking Right is Sometimes Right" and Kukić et al. (2025) found as good as all layers at 1-8B;
+    ``top``: the ``top`` adapted layers (``backbone.lora_layers``), e.g. above a cached causal trunk;
     ``[from, to]``: explicit, 0-based, ``to`` excluded (negative counts from the top).
     """
     if not isinstance(spec, str) and hasattr(spec, "__len__"):
@@ -195,11 +196,15 @@ def unmasked_range(spec, n_layers: int) -> range:
         return range(n_layers)
     if spec == "middle":
         return range(n_layers // 3, max(n_layers // 3 + 1, 2 * n_layers // 3))
+    if spec == "top":
+        if not 1 <= top <= n_layers:
+            raise ValueError("backbone.unmask_layers=top needs backbone.lora_layers=k (the top k layers attend both ways)")
+        return range(n_layers - top, n_layers)
     if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, int) for x in spec):
         lo, hi = (x + n_layers if x < 0 else x for x in spec)
         if 0 <= lo < hi <= n_layers:
             return range(lo, hi)
-    raise ValueError(f"backbone.unmask_layers must be all, middle or [from, to) within 0..{n_layers}, got {spec!r}")
+    raise ValueError(f"backbone.unmask_layers must be all, middle, top or [from, to) within 0..{n_layers}, got {spec!r}")
 
 
 class AttentionSchedule:
@@ -284,11 +289,14 @@ class Backbone(nn.Module):
             head; ``None``: the model's own (causal for decoders, bidirectional for encoders).
             Padding stays masked either way. The generative head must stay causal.
         unmask_layers: with ``bidirectional``, which kept layers see the whole window: ``all``,
-            ``middle`` or ``[from, to)`` (see ``unmasked_range``); the others stay causal.
+            ``middle``, ``top`` (the ``lora_layers`` adapted ones) or ``[from, to)`` (see
+            ``unmasked_range``); the others stay causal.
         attn_implementation: ``sdpa``, ``eager`` (or any transformers supports); ``None``: its default.
         cache: compute the frozen layers below the adapters once per window and reuse their
             output (``llmner.trunk``); needs ``lora_layers`` (or no LoRA) on a decoder.
         cache_dtype: precision of the cached states (``float16``: half the memory).
+        cache_dir: also keep the cached states on disk here, memory-mapped by later runs of the same
+            trunk (seeds, sweep trials); ``None``: in this process only.
         config_overrides: model config attributes set at load, e.g. ``{hidden_dropout_prob: 0.0}``
             (a name the model's config does not have is an error, not a silent no-op).
     """
@@ -316,6 +324,7 @@ class Backbone(nn.Module):
         attn_implementation: str | None = None,
         cache: bool = False,
         cache_dtype: str = "float16",
+        cache_dir: str | None = None,
         config_overrides: dict | None = None,
     ) -> None:
         super().__init__()
@@ -371,7 +380,8 @@ class Backbone(nn.Module):
             raise ValueError("backbone.unmask_layers needs backbone.attention=bidirectional")
         if attention == "bidirectional" and self.decoder:
             owner, name = layer_list(model)
-            self.schedule = AttentionSchedule(getattr(owner, name), unmasked_range(unmask_layers, len(getattr(owner, name))), model.config)
+            n = len(getattr(owner, name))
+            self.schedule = AttentionSchedule(getattr(owner, name), unmasked_range(unmask_layers, n, lora_layers if lora else -1), model.config)
         if freeze:
             model.requires_grad_(False)
         else:
@@ -413,13 +423,13 @@ class Backbone(nn.Module):
         self.name = name_or_path
         self.trunk = None
         if cache:
-            self.trunk = self._trunk_cache(model, lora, lora_layers, freeze, cache_dtype,
+            self.trunk = self._trunk_cache(model, lora, lora_layers, freeze, cache_dtype, cache_dir,
                                            {"source": str(name_or_path), "gguf": str(gguf_file), "package": str(package),
                                             "dtype": dtype, "attn": str(model.config._attn_implementation),
                                             "bidirectional": attention == "bidirectional",
                                             "unmask": repr(unmask_layers), "config": model.config.to_json_string()})
 
-    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, settings: dict):
+    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, directory: str | None, settings: dict):
         from llmner.trunk import TrunkCache
 
         if self.causal_lm or not self.decoder:
@@ -433,7 +443,7 @@ class Backbone(nn.Module):
         n = len(getattr(owner, name))
         cut = n - lora_layers if lora else n
         below = [i for i in (self.schedule.unmasked if self.schedule else []) if i < cut]
-        return TrunkCache(model, owner, name, cut, settings | {"bidirectional_below_cut": below}, dtype)
+        return TrunkCache(model, owner, name, cut, settings | {"bidirectional_below_cut": below}, dtype, directory)
 
     @property
     def hidden_size(self) -> int:
@@ -457,6 +467,54 @@ class Backbone(nn.Module):
             if recompute:
                 layer.training = True
 
+    def positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
+        """Position ids counted over real tokens only: (B, T) -> (B, T)."""
+        return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
+
+    def fill(self, windows: list[list[int]], max_tokens: int = 16384, desc: str = "trunk cache") -> int:
+        """Compute the cached trunk's states of every window up front (``backbone.cache``).
+
+        Args:
+            windows: the token ids of each window (e.g. every window of the train and validation splits).
+            max_tokens: padded tokens per batch (B x T); windows go longest first, so padding stays small.
+            desc: the progress bar's label.
+
+        Returns:
+            How many windows were computed (the others were in the cache already).
+        """
+        from tqdm.auto import tqdm
+
+        if self.trunk is None:
+            return 0
+        order = sorted(range(len(windows)), key=lambda i: -len(windows[i]))
+        chunks, i = [], 0
+        while i < len(order):  # the longest window of a chunk comes first: it sets the chunk's size
+            size = max(1, max_tokens // max(1, len(windows[order[i]])))
+            chunks.append(order[i : i + size])
+            i += size
+        device = next(self.model.parameters()).device
+        pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
+
+        def batches():
+            for chunk in tqdm(chunks, desc=desc, unit="batch", leave=False, disable=None):
+                width = len(windows[chunk[0]])
+                ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # (B, T)
+                mask = torch.zeros((len(chunk), width), dtype=torch.long)  # (B, T)
+                for row, j in enumerate(chunk):
+                    ids[row, : len(windows[j])] = torch.tensor(windows[j])
+                    mask[row, : len(windows[j])] = 1
+                ids, mask = ids.to(device), mask.to(device)
+                if self.schedule is not None:  # bidirectional layers below the cut need the padding
+                    self.schedule.begin(mask)
+                try:
+                    yield ids, mask, self.positions(mask)
+                finally:
+                    if self.schedule is not None:
+                        self.schedule.end()
+
+        with evaluating(self.model):
+            return self.trunk.fill(batches())
+
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Hidden states of the last kept layer: (B, T) ids -> (B, T, H).
 
@@ -468,7 +526,7 @@ class Backbone(nn.Module):
             raise RuntimeError("a causal-LM backbone is used through .model (the generative head)")
         if not self.decoder:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
-        positions = (attention_mask.long().cumsum(-1) - 1).clamp(min=0)  # (B, T)
+        positions = self.positions(attention_mask)  # (B, T)
         if self.schedule is not None:
             self.schedule.begin(attention_mask)
         try:

@@ -65,6 +65,7 @@ class RunOutputs(L.Callback):
         self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
+        self.metrics |= getattr(trainer.lightning_module, "run_metrics", {})  # e.g. the trunk cache's fill time
         self.metrics["memory/peak_mb"] = peak_memory_mb()  # so far: the peak of the run when it ends
         if trainer.is_global_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)

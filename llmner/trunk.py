@@ -23,13 +23,25 @@ the cut, which of those layers attend both ways, the attention implementation an
 store each window is keyed by its real token ids (padding excluded: positions count real tokens
 only), so tokenization, window settings and data files are covered by construction. Stores live
 in the process (a benchmark's seeds share one); only the most recent fingerprint is kept.
+
+Filling. ``fill`` computes the states of many windows at once before training (``inference_mode``,
+batches sized by tokens, longest first), so that no training step runs the trunk: without it the
+first epoch pays for the whole model on every step. With a ``directory`` the states are also kept
+on disk under ``<directory>/<fingerprint>/``, as flat shards (``float16`` by default) that later
+runs of the same trunk map into memory instead of recomputing (seeds and sweep trials share them);
+a changed trunk or setting has another fingerprint and so another folder, never a stale one.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
+import os
+import time
+from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 
 import torch
 from torch import nn
@@ -37,6 +49,8 @@ from torch import nn
 from llmner.backbone import evaluating
 
 log = logging.getLogger(__name__)
+
+SHARD_SUFFIX = ".states"  # a shard: (N, H) states back to back; beside it ``.json``: key (hex) -> [row, rows]
 
 _STORES: dict[str, dict[bytes, torch.Tensor]] = {}
 CACHE_DTYPES = {"float16": torch.float16, "bfloat16": torch.bfloat16, "float32": torch.float32}
@@ -73,10 +87,12 @@ class TrunkCache:
         settings: what besides the weights changes the trunk's output (for the fingerprint).
         dtype: storage precision of the cached states (``float16`` halves memory; ~1e-3 relative
             rounding of the states).
+        directory: keep filled states on disk here too, and start from what earlier runs of the same
+            trunk kept (``None``: in this process only).
     """
 
     def __init__(self, model: nn.Module, owner: nn.Module, name: str, cut: int, settings: dict,
-                 dtype: str = "float16") -> None:
+                 dtype: str = "float16", directory: str | Path | None = None) -> None:
         if dtype not in CACHE_DTYPES:
             raise ValueError(f"backbone.cache_dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
         self.model, self.owner, self.name, self.cut = model, owner, name, cut
@@ -86,8 +102,10 @@ class TrunkCache:
         self.settings = settings | {"cut": cut, "cache_dtype": dtype}
         self.dtype = CACHE_DTYPES[dtype]
         self._store: dict[bytes, torch.Tensor] | None = None
+        self.directory = Path(directory) if directory else None
         self.checked = False
         self.hits = self.misses = 0
+        self.key: str | None = None
 
     @property
     def store(self) -> dict[bytes, torch.Tensor]:
@@ -97,8 +115,89 @@ class TrunkCache:
                 _STORES.clear()  # one trunk at a time: a sweep over backbones does not pile up
                 _STORES[key] = {}
                 log.info("trunk cache %s: layers 0-%d of %d computed once per window", key, self.cut - 1, len(self.layers))
-            self._store = _STORES[key]
+            self.key, self._store = key, _STORES[key]
+            if self.directory is not None:
+                self._load_shards()
         return self._store
+
+    # --- on disk ---------------------------------------------------------------------------
+    @property
+    def folder(self) -> Path:
+        self.store  # noqa: B018 -- computes the fingerprint
+        return self.directory / self.key
+
+    def _load_shards(self) -> None:
+        """Map every shard of this fingerprint into the store (views of the file; nothing is read yet)."""
+        loaded = 0
+        for index in sorted(self.folder.glob("*.json")):
+            data = self.folder / (index.stem + SHARD_SUFFIX)
+            rows = json.loads(index.read_text())
+            width = rows.pop("_width")
+            total = sum(n for _, n in rows.values())
+            if not data.is_file() or data.stat().st_size != total * width * self.dtype.itemsize:
+                log.warning("trunk cache: %s is incomplete; ignored", data)
+                continue
+            states = torch.from_file(str(data), shared=False, size=total * width, dtype=self.dtype).view(total, width)
+            for hexkey, (row, n) in rows.items():
+                key = bytes.fromhex(hexkey)
+                if key not in self._store:  # a window in two shards (two runs filled it at once): the first
+                    self._store[key] = states[row : row + n]  # (T_i, H), a view of the mapped file
+                    loaded += 1
+        if loaded:
+            log.info("trunk cache %s: %d windows from %s", self.key, loaded, self.folder)
+
+    def _save_shard(self, keys: list[bytes]) -> None:
+        """Write the states of ``keys`` as one new shard (atomically: a reader never sees half a shard)."""
+        if not keys:
+            return
+        self.folder.mkdir(parents=True, exist_ok=True)
+        stem = f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}-{len(keys)}"
+        states = torch.cat([self._store[k] for k in keys])  # (N, H)
+        index, row = {"_width": states.shape[1]}, 0
+        for k in keys:
+            n = self._store[k].shape[0]
+            index[k.hex()] = [row, n]
+            row += n
+        tmp = self.folder / f".{stem}.tmp"
+        tmp.write_bytes(states.contiguous().view(torch.uint8).numpy().tobytes())
+        tmp.rename(self.folder / (stem + SHARD_SUFFIX))
+        tmp.write_text(json.dumps(index))
+        tmp.rename(self.folder / (stem + ".json"))  # last: a shard counts once its index exists
+        log.info("trunk cache %s: %d windows written to %s", self.key, len(keys), self.folder)
+
+    # --- filling ---------------------------------------------------------------------------
+    @staticmethod
+    def keys_of(input_ids: torch.Tensor, mask: torch.Tensor) -> list[bytes]:
+        """Each row's key: its real token ids (padding excluded)."""
+        real = mask.bool()  # (B, T)
+        return [row[m].to(torch.int32).cpu().numpy().tobytes() for row, m in zip(input_ids, real)]
+
+    def fill(self, batches: Iterator[tuple[torch.Tensor, torch.Tensor, torch.Tensor]]) -> int:
+        """Compute and keep the states of every window of ``batches`` not stored yet.
+
+        Args:
+            batches: ``(input_ids, mask, positions)``, each (B, T), e.g. from ``Backbone.fill``.
+
+        Returns:
+            How many windows were computed (those already stored or on disk are skipped).
+        """
+        store, fresh_keys = self.store, []
+        for input_ids, mask, positions in batches:
+            keys = self.keys_of(input_ids, mask)
+            todo = [i for i, k in enumerate(keys) if k not in store]
+            if not todo:
+                continue
+            real = mask.bool()
+            with torch.inference_mode():  # the whole batch: bidirectional layers below the cut hold its mask
+                states = self.lower(input_ids, mask, positions)  # (B, T, H)
+                for i in todo:
+                    store[keys[i]] = states[i, real[i]].to(self.dtype).cpu()  # (T_i, H)
+            fresh_keys += [keys[i] for i in todo]
+            if not self.checked:
+                self._check(input_ids, mask, positions)
+        if self.directory is not None:
+            self._save_shard(fresh_keys)
+        return len(fresh_keys)
 
     def lower(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """States entering layer ``cut``: (B, T) -> (B, T, H), taken before the final norm."""
@@ -121,7 +220,7 @@ class TrunkCache:
     def forward(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> torch.Tensor:
         """Hidden states of the last layer, the trunk's part from the cache: (B, T) -> (B, T, H)."""
         real = mask.bool()  # (B, T)
-        keys = [row[m].to(torch.int32).cpu().numpy().tobytes() for row, m in zip(input_ids, real)]
+        keys = self.keys_of(input_ids, mask)
         store = self.store
         missing = [i for i, k in enumerate(keys) if k not in store]
         self.hits += len(keys) - len(missing)

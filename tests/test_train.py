@@ -176,27 +176,6 @@ def test_bad_config_value_and_missing_checkpoint_are_one_line_errors(tiny_conll,
     assert f"llmner evaluate: {tmp_path / 'nope.ckpt'}: no such checkpoint file" in proc.stderr
 
 
-class _Clock:
-    """A stand-in for Lightning's Timer: elapsed and remaining seconds set by hand."""
-
-    def __init__(self, elapsed: float, remaining: float) -> None:
-        self.elapsed, self.remaining = elapsed, remaining
-
-    def time_elapsed(self, stage):
-        return self.elapsed
-
-    def time_remaining(self, stage):
-        return self.remaining
-
-
-def test_time_schedule_warms_up_then_decays_to_zero_at_the_budget():
-    from llmner.modules.base import time_schedule
-
-    by_hand = {0: 0.0, 5: 0.5, 10: 1.0, 55: 0.5, 100: 0.0, 120: 0.0}  # elapsed of 100 s -> factor, 10% warm-up
-    for elapsed, factor in by_hand.items():
-        assert abs(time_schedule(_Clock(elapsed, 100 - elapsed), 0.1) - factor) < 1e-9, elapsed
-
-
 def test_a_time_budget_alone_gets_a_warm_up_and_decay_schedule(tiny_conll, tmp_path):
     """trainer.max_time with no step count: the learning rate rises, then falls to near 0 when time is up."""
     import lightning as L

@@ -1,6 +1,6 @@
 """What every llmner LightningModule shares: checkpoints, tags, evaluation records -> sentence tags ->
-entity metrics, and the optimizer with its warm-up/decay schedule (over steps, or over the time
-budget when ``trainer.max_time`` alone ends training).
+entity metrics, and the optimizer with its warm-up/decay schedule (``llmner.schedule``: over the steps or the time
+budget, whichever ends first).
 
 A head's module (``TaggerModule``, ``GenerativeModule``) adds only its training step, what an
 evaluation step records (``_record``) and how records become word tags (``assemble``).
@@ -23,23 +23,13 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
-from transformers import get_linear_schedule_with_warmup
 
 from llmner.checkpoint import FORMAT
 from llmner.metrics import entity_scores
+from llmner.schedule import budget_scheduler
 
 log = logging.getLogger(__name__)
 
-
-def time_schedule(timer: Timer, warmup: float) -> float:
-    """The learning-rate factor of a ``trainer.max_time`` budget: linear warm-up over the first
-    ``warmup`` share of the training time, then linear decay to 0 when the budget ends (the step
-    schedule of ``get_linear_schedule_with_warmup``, with elapsed time in place of steps)."""
-    elapsed, remaining = timer.time_elapsed("train"), timer.time_remaining("train")
-    t = min(1.0, elapsed / (elapsed + remaining)) if elapsed + remaining > 0 else 1.0
-    if t < warmup:
-        return t / warmup
-    return max(0.0, (1.0 - t) / (1.0 - warmup)) if warmup < 1 else 0.0
 
 Record = tuple[int, int, Any]  # (sentence index, first word, what the head predicted there)
 
@@ -81,6 +71,7 @@ class LlmnerModule(L.LightningModule):
         self._records: list[Record] = []
         self.predictions: dict[str, dict[int, list[str]]] = {}  # split -> sentence -> IOB2 tags
         self.gold: dict[str, dict[int, list[str]]] = {}
+        self.run_metrics: dict[str, float] = {}  # figures of the run besides the logged ones (``metrics.json``)
 
     @property
     def tags(self) -> list[str]:
@@ -198,14 +189,11 @@ class LlmnerModule(L.LightningModule):
         if not groups:
             raise ValueError("nothing to train: no parameter requires a gradient (backbone.lora: true?)")
         optimizer = self.optimizer_factory(groups)
-        total = self.trainer.estimated_stepping_batches
-        if not math.isfinite(total):  # no step count: schedule by the time budget, if there is one
-            timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
-            if timer is None or timer.time_remaining("train") is None:
-                return optimizer
-            warmup = self.warmup_steps(1000) / 1000  # the share of the budget warming up, as for steps
-            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: time_schedule(timer, warmup))
-            return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-        total = int(total)
-        scheduler = get_linear_schedule_with_warmup(optimizer, self.warmup_steps(total), total)
+        total = self.trainer.estimated_stepping_batches  # min of max_steps and max_epochs' steps; inf: neither
+        timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
+        # the warm-up share of the budget; with no step count, as it would be for 1,000 steps
+        span = int(total) if math.isfinite(total) and total > 0 else 1000
+        scheduler = budget_scheduler(optimizer, total, self.warmup_steps(span) / span, timer)
+        if scheduler is None:
+            return optimizer
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from typing import Callable
 
 import torch
@@ -111,6 +112,30 @@ class TaggerModule(LlmnerModule):
         self.log("train/loss", terms["loss"], prog_bar=True, batch_size=n)
         self.log_dict({f"train/{k}": v for k, v in terms.items() if k != "loss"}, batch_size=n)
         return terms["loss"]
+
+    # --- the trunk cache, filled before training and before testing --------------------------
+    def _fill_trunk(self, splits: tuple[str, ...], stage: str) -> None:
+        """Compute the cached trunk for every window of ``splits`` in one pass (``backbone.cache``).
+
+        Its time goes to ``metrics.json`` (``cache/<stage>_fill_seconds``); before training it lies
+        inside ``train/seconds`` and a ``trainer.max_time`` budget, which the schedule starts after.
+        """
+        dm = self.trainer.datamodule
+        if getattr(self.backbone, "trunk", None) is None or dm is None:
+            return
+        windows = [w.input_ids for split in splits for w in getattr(dm, "items", {}).get(split, [])]
+        start = time.perf_counter()
+        computed = self.backbone.fill(windows, desc=f"trunk cache ({'+'.join(splits)})")
+        seconds = time.perf_counter() - start
+        self.run_metrics |= {f"cache/{stage}_fill_seconds": seconds, f"cache/{stage}_windows": len(windows),
+                             f"cache/{stage}_computed": computed}
+        log.info("trunk cache: %d of %d windows of %s computed in %.1f s", computed, len(windows), "+".join(splits), seconds)
+
+    def on_train_start(self) -> None:
+        self._fill_trunk(("train", "validation"), "train")
+
+    def on_test_start(self) -> None:
+        self._fill_trunk(("test",), "test")
 
     # --- evaluation: windows -> whole sentences -------------------------------------------
     def _record(self, batch: dict[str, torch.Tensor]) -> list[Record]:
