@@ -297,6 +297,8 @@ class Backbone(nn.Module):
         cache_dtype: precision of the cached states (``float16``: half the memory).
         cache_dir: also keep the cached states on disk here, memory-mapped by later runs of the same
             trunk (seeds, sweep trials); ``None``: in this process only.
+        cache_int8: compute the cached layers with int8 dynamically quantized linear layers (CPU):
+            a cheaper fill, at an accuracy cost to measure.
         config_overrides: model config attributes set at load, e.g. ``{hidden_dropout_prob: 0.0}``
             (a name the model's config does not have is an error, not a silent no-op).
     """
@@ -325,6 +327,7 @@ class Backbone(nn.Module):
         cache: bool = False,
         cache_dtype: str = "float16",
         cache_dir: str | None = None,
+        cache_int8: bool = False,
         config_overrides: dict | None = None,
     ) -> None:
         super().__init__()
@@ -422,14 +425,17 @@ class Backbone(nn.Module):
         self.model = model
         self.name = name_or_path
         self.trunk = None
+        if cache_int8 and not cache:
+            raise ValueError("backbone.cache_int8 quantizes the cached trunk: it needs backbone.cache=true")
         if cache:
-            self.trunk = self._trunk_cache(model, lora, lora_layers, freeze, cache_dtype, cache_dir,
+            self.trunk = self._trunk_cache(model, lora, lora_layers, freeze, cache_dtype, cache_dir, cache_int8,
                                            {"source": str(name_or_path), "gguf": str(gguf_file), "package": str(package),
                                             "dtype": dtype, "attn": str(model.config._attn_implementation),
                                             "bidirectional": attention == "bidirectional",
                                             "unmask": repr(unmask_layers), "config": model.config.to_json_string()})
 
-    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, directory: str | None, settings: dict):
+    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, directory: str | None,
+                     int8: bool, settings: dict):
         from llmner.trunk import TrunkCache
 
         if self.causal_lm or not self.decoder:
@@ -443,7 +449,7 @@ class Backbone(nn.Module):
         n = len(getattr(owner, name))
         cut = n - lora_layers if lora else n
         below = [i for i in (self.schedule.unmasked if self.schedule else []) if i < cut]
-        return TrunkCache(model, owner, name, cut, settings | {"bidirectional_below_cut": below}, dtype, directory)
+        return TrunkCache(model, owner, name, cut, settings | {"bidirectional_below_cut": below}, dtype, directory, int8)
 
     @property
     def hidden_size(self) -> int:

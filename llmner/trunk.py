@@ -30,6 +30,11 @@ first epoch pays for the whole model on every step. With a ``directory`` the sta
 on disk under ``<directory>/<fingerprint>/``, as flat shards (``float16`` by default) that later
 runs of the same trunk map into memory instead of recomputing (seeds and sweep trials share them);
 a changed trunk or setting has another fingerprint and so another folder, never a stale one.
+
+int8. With ``int8`` the linear layers below the cut are replaced by PyTorch's dynamically quantized
+ones (``torch.ao.quantization.quantize_dynamic``: int8 weights, activations quantized per batch),
+CPU only, which makes filling cheaper at a cost in accuracy to be measured. ``torch.ao`` is
+deprecated in favour of torchao, which is not a dependency; it is still in the pinned torch.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ from pathlib import Path
 
 import torch
 from torch import nn
+from torch.ao.quantization import quantize_dynamic
 
 from llmner.backbone import evaluating
 
@@ -89,10 +95,11 @@ class TrunkCache:
             rounding of the states).
         directory: keep filled states on disk here too, and start from what earlier runs of the same
             trunk kept (``None``: in this process only).
+        int8: quantize the linear layers below the cut dynamically to int8 (CPU; see above).
     """
 
     def __init__(self, model: nn.Module, owner: nn.Module, name: str, cut: int, settings: dict,
-                 dtype: str = "float16", directory: str | Path | None = None) -> None:
+                 dtype: str = "float16", directory: str | Path | None = None, int8: bool = False) -> None:
         if dtype not in CACHE_DTYPES:
             raise ValueError(f"backbone.cache_dtype must be one of {sorted(CACHE_DTYPES)}, got {dtype!r}")
         self.model, self.owner, self.name, self.cut = model, owner, name, cut
@@ -106,6 +113,10 @@ class TrunkCache:
         self.checked = False
         self.hits = self.misses = 0
         self.key: str | None = None
+        if int8:
+            self.settings["int8"] = True
+            self.store  # noqa: B018 -- the fingerprint hashes the float weights, before they are replaced
+            quantize_dynamic(self.layers[: self.cut], {nn.Linear}, dtype=torch.qint8, inplace=True)
 
     @property
     def store(self) -> dict[bytes, torch.Tensor]:

@@ -102,3 +102,24 @@ def test_a_stored_trunk_is_reused_by_the_same_settings_only(tmp_path):
         b.model.base_model.model.layers[0].mlp.up_proj.weight.add_(0.01)
     assert b.fill(windows_of(ids, mask)) == 3
     assert len({p.parent for p in tmp_path.glob("*/*.states")}) == 4  # default, bidirectional below, float32, weights
+
+
+def test_an_int8_trunk_is_another_trunk_close_to_the_float_one(tmp_path):
+    ids, mask, _ = batch()
+    trunk._STORES.clear()
+    ref, _ = make(True, cache_dtype="float32")
+    ref.fill(windows_of(ids, mask))
+    want = dict(ref.trunk.store)
+    trunk._STORES.clear()
+    b, _ = make(True, cache_dtype="float32", cache_int8=True)
+    assert type(b.model.base_model.model.layers[0].mlp.up_proj).__name__ == "Linear"  # the dynamic quantized one
+    assert "quantized" in type(b.model.base_model.model.layers[0].mlp.up_proj).__module__
+    assert "quantized" not in type(b.model.base_model.model.layers[1].mlp.up_proj).__module__  # above the cut
+    assert b.fill(windows_of(ids, mask)) == 3
+    assert b.trunk.key != ref.trunk.key
+    for k, v in want.items():
+        got = b.trunk.store[k]
+        assert not torch.equal(got, v)
+        assert (got - v).abs().max() < 0.05 * v.abs().max()  # int8 weights: close, not equal
+    with pytest.raises(ValueError, match="cache=true"):
+        Backbone(TINY_RANDOM, lora_layers=1, cache_int8=True)
