@@ -4,7 +4,7 @@ Each (system, seed) is the real train config (``conf/train.yaml``) composed with
 overrides and the system's own, trained in this process by ``llmner.train.train`` into
 ``<run dir>/<system>/seed<k>/``. The run dir then holds ``results.csv`` (one row per run),
 ``summary.md``/``summary.csv`` (per system), ``comparisons.csv`` (paired tests) and two plots;
-``llmner.report`` makes them. A run whose folder already holds ``benchmark_metrics.json`` is not
+``llmner.evaluation.tables`` makes them. A run whose folder already holds ``benchmark_metrics.json`` is not
 trained again: rerun with the same ``hydra.run.dir`` to finish an interrupted benchmark.
 """
 
@@ -22,8 +22,12 @@ from hydra import compose, initialize_config_dir
 from hydra.core.global_hydra import GlobalHydra
 from omegaconf import DictConfig, open_dict
 
-from llmner import analyze, cli, report
+from llmner import cli
+from llmner.builders import count_parameters
 from llmner.errors import ConfigError
+from llmner.evaluation.analyze.benchmark import analyze_benchmark
+from llmner.evaluation.runs import write_results
+from llmner.evaluation.tables import write_report
 from llmner.guards import check_selection
 from llmner.memory import peak_memory_mb, reset_peak_memory
 from llmner.train import train
@@ -72,7 +76,7 @@ def run_one(cfg: DictConfig, system: DictConfig, seed: int, output_dir: Path) ->
     n_test = len(objects["datamodule"].sentences["test"])
     n_words = sum(len(s.tokens) for s in objects["datamodule"].sentences["test"])
     metrics |= {
-        "params/trainable": sum(p.numel() for p in objects["model"].parameters() if p.requires_grad),
+        "params/trainable": count_parameters(objects["model"])[0],
         "memory/peak_mb": peak_memory_mb(),
         "test/sentences": n_test,
         "test/sentences_per_second": n_test / metrics["test/seconds"],
@@ -109,11 +113,11 @@ def benchmark(cfg: DictConfig) -> pd.DataFrame:
             elapsed = time.perf_counter() - start
             log.info("=== %s seed %d: test/f1=%.4f; %d/%d runs in %.0f s", system.name, seed,
                      rows[-1]["test/f1"], len(rows), total, elapsed)
-            report.write_results(rows, out / "results.csv")  # after every run: partial results survive
-    results = report.write_results(rows, out / "results.csv")
-    summary = report.write_report(results, out, samples=cfg.bootstrap_samples, seed=cfg.bootstrap_seed)
+            write_results(rows, out / "results.csv")  # after every run: partial results survive
+    results = write_results(rows, out / "results.csv")
+    summary = write_report(results, out, samples=cfg.bootstrap_samples, seed=cfg.bootstrap_seed)
     log.info("\n%s", (out / "summary.md").read_text())
-    analyze.analyze_benchmark(out, summary, seed=cfg.seeds[0], samples=cfg.bootstrap_samples)  # analysis/<best>_vs_<other>/
+    analyze_benchmark(out, summary, seed=cfg.seeds[0], samples=cfg.bootstrap_samples)  # analysis/<best>_vs_<other>/
     return summary
 
 

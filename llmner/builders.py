@@ -34,9 +34,12 @@ def build_model(cfg: DictConfig, tags: list[str]) -> LlmnerModule:
     return model
 
 
-def count_parameters(model) -> tuple[int, int]:
-    """(trainable, all) parameter counts."""
-    return sum(p.numel() for p in model.parameters() if p.requires_grad), sum(p.numel() for p in model.parameters())
+def count_parameters(model: LlmnerModule) -> tuple[int, int]:
+    """(trainable, all) parameter counts, as Lightning's model summary counts them (each tensor once)."""
+    from lightning.pytorch.utilities.model_summary import ModelSummary
+
+    summary = ModelSummary(model, max_depth=0)  # depth 0: totals only, no per-layer table
+    return summary.trainable_parameters, summary.total_parameters
 
 
 def load(ckpt_path: str | Path, map_location: str = "cpu") -> LlmnerModule:

@@ -16,8 +16,6 @@ strategy (one file from rank 0, or under DeepSpeed a folder that every rank writ
 
 from __future__ import annotations
 
-import json
-
 import logging
 import os
 import shutil
@@ -28,8 +26,9 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from llmner.evaluation.predictions import ANSWERS, PREDICTIONS, write_answers, write_predictions
+from llmner.evaluation.runs import write_metrics
 from llmner.memory import peak_memory_mb
-from llmner.metrics import write_conll, write_metrics
 
 log = logging.getLogger(__name__)
 
@@ -134,14 +133,12 @@ class RunOutputs(L.Callback):
             log.warning("the test loop was limited: %d of %d sentences predicted", len(sentences) - len(bad), len(sentences))
         keep = sorted(set(range(len(sentences))) - set(bad))
         self.output_dir.mkdir(parents=True, exist_ok=True)
-        write_conll(self.output_dir / "test_predictions.conll",
-                    [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep])
+        write_predictions(self.output_dir / PREDICTIONS,
+                          [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep])
         answers = getattr(model, "answers", {}).get("test")
         if answers:  # the generative head: its decoded JSON, one line per test example
-            with open(self.output_dir / "test_answers.jsonl", "w") as f:
-                for i in sorted(answers):
-                    f.write(json.dumps({"sentence": i, "answers": answers[i]}, ensure_ascii=False) + "\n")
-        log.info("wrote %s and %s", self.output_dir / "metrics.json", self.output_dir / "test_predictions.conll")
+            write_answers(self.output_dir / ANSWERS, answers)
+        log.info("wrote %s and %s", self.output_dir / "metrics.json", self.output_dir / PREDICTIONS)
 
 
 class ValidateAtBudgetEnd(L.Callback):

@@ -1,4 +1,4 @@
-"""``llmner.analyze`` on hand-made prediction files whose error counts are worked out by hand below."""
+"""``llmner.analyze`` (``llmner.evaluation.analyze``) on hand-made prediction files whose error counts are worked out by hand below."""
 
 import random
 import re
@@ -6,8 +6,17 @@ import re
 import pandas as pd
 import pytest
 
-from llmner import analyze
+from llmner.analyze import main as analyze_main
+from llmner.data.conll import read_conll
 from llmner.data.schema import DataError
+from llmner.evaluation.analyze.analysis import analyze_run, compare_runs
+from llmner.evaluation.analyze.benchmark import analyze_benchmark
+from llmner.evaluation.analyze.buckets import length_tables
+from llmner.evaluation.analyze.categories import CATEGORIES, classify
+from llmner.evaluation.analyze.markdown import pattern_examples, pattern_text
+from llmner.evaluation.analyze.training import train_surfaces
+from llmner.evaluation.analyze.write import analyze
+from llmner.evaluation.predictions import read_predictions
 from llmner.metrics import entity_scores
 
 # (words, gold tags, run A's tags, run B's tags), one sentence each. What each sentence does to A:
@@ -66,9 +75,9 @@ def files(tmp_path):
 
 
 def test_categories_per_type(files):
-    r = analyze.analyze_run(analyze.read_predictions(files[0]))
+    r = analyze_run(read_predictions(files[0]))
     got = r.categories.set_index("type").to_dict("index")
-    zero = dict.fromkeys(analyze.CATEGORIES, 0)
+    zero = dict.fromkeys(CATEGORIES, 0)
     assert got["LOC"] == zero | {"correct": 3, "wrong_type": 1, "missed": 1}       # Rome, Germany, Italy; New York; Berlin
     assert got["ORG"] == zero | {"correct": 1, "wrong_boundary": 1}                # Reuters; Bank of England
     assert got["PER"] == zero | {"correct": 1, "wrong_type_and_boundary": 1}       # John Smith; Paris Hilton
@@ -78,7 +87,7 @@ def test_categories_per_type(files):
 
 
 def test_confusion_matrix(files):
-    r = analyze.analyze_run(analyze.read_predictions(files[0]))
+    r = analyze_run(read_predictions(files[0]))
     labels = ["LOC", "MISC", "ORG", "PER", "O"]
     expected = pd.DataFrame(0, index=labels, columns=labels)
     expected.loc["LOC", "LOC"] = 3   # Rome, Germany, Italy
@@ -93,7 +102,7 @@ def test_confusion_matrix(files):
 
 
 def test_scenario_scores(files):
-    r = analyze.analyze_run(analyze.read_predictions(files[0]))
+    r = analyze_run(read_predictions(files[0]))
     f1 = r.scores[r.scores["type"] == "all"].set_index("scenario")["f1"]
     assert f1["strict"] == pytest.approx(5 / 9)    # 9 predicted, 9 gold, 5 correct: P = R = F1
     assert f1["exact"] == pytest.approx(6 / 9)     # + New York (same span)
@@ -107,7 +116,7 @@ def test_strict_f1_equals_seqeval_on_random_tags():
     tags = ["O", "O", "O", "B-PER", "I-PER", "B-LOC", "I-LOC", "B-ORG", "I-ORG"]  # I-X after O or B-Y too
     gold = [[rng.choice(tags) for _ in range(rng.randint(1, 12))] for _ in range(300)]
     pred = [[t if rng.random() < 0.7 else rng.choice(tags) for t in s] for s in gold]
-    _, results = analyze.classify(gold, pred)
+    _, results = classify(gold, pred)
     seqeval = entity_scores(gold, pred, "test")
     assert results["overall"]["strict"].f1 == pytest.approx(seqeval["test/f1"])
     for t in ("PER", "LOC", "ORG"):
@@ -115,10 +124,10 @@ def test_strict_f1_equals_seqeval_on_random_tags():
 
 
 def test_buckets_by_length_and_seen(files):
-    p = analyze.read_predictions(files[0])
-    seen = analyze.train_surfaces(analyze.read_conll(files[2]))
+    p = read_predictions(files[0])
+    seen = train_surfaces(read_conll(files[2]))
     assert seen == {"John Smith", "New York", "Germany"}
-    tables = analyze.length_tables(p, ["LOC", "MISC", "ORG", "PER"], seen)
+    tables = length_tables(p, ["LOC", "MISC", "ORG", "PER"], seen)
     length = tables["by_entity_length"].set_index("bucket")
     # gold: 5 one-word, 3 two-word, 1 three-word; predicted: 7 one-word, 2 two-word
     assert length.loc["1", ["gold", "pred", "correct"]].tolist() == [5, 7, 4]
@@ -136,21 +145,21 @@ def test_buckets_by_length_and_seen(files):
 
 
 def test_patterns_and_examples(files):
-    p = analyze.read_predictions(files[0])
-    r = analyze.analyze_run(p)
+    p = read_predictions(files[0])
+    r = analyze_run(p)
     assert len(r.errors) == 5 and len(r.patterns) == 5  # each error once
     first = r.patterns.iloc[0]
-    assert analyze.pattern_text(first) == 'wrong_type: gold LOC "New York" → pred ORG "New York"'
-    text = analyze.pattern_examples(p, r.errors, r.patterns)
+    assert pattern_text(first) == 'wrong_type: gold LOC "New York" → pred ORG "New York"'
+    text = pattern_examples(p, r.errors, r.patterns)
     assert "gold: The [[Bank of England]]/ORG said ." in text
     assert "pred: The Bank of [[England]]/ORG said ." in text
     assert "pred: Prices rose on [[Monday]]/MISC" in text
 
 
 def test_two_runs(files):
-    a = analyze.analyze_run(analyze.read_predictions(files[0]))
-    b = analyze.analyze_run(analyze.read_predictions(files[1]))
-    cmp = analyze.compare_runs(a, b, samples=50)
+    a = analyze_run(read_predictions(files[0]))
+    b = analyze_run(read_predictions(files[1]))
+    cmp = compare_runs(a, b, samples=50)
     # A right on sentences 5, 6; B right on 1, 2, 3, 4, 6
     assert cmp["counts"] == {"both_right": 1, "only_a_right": 1, "only_b_right": 4, "both_wrong": 0,
                              "both_right_with_entities": 1, "only_a_right_with_entities": 1,
@@ -165,7 +174,7 @@ def test_two_runs_on_different_test_sets_are_refused(files, tmp_path):
     other = write(tmp_path / "c.conll", [(w if i != 2 else ["Paris", "Hilton", "saw", "Berlin"], g, g)
                                          for i, (w, g, _, _) in enumerate(SENTENCES)])
     with pytest.raises(DataError, match=r"c.conll:\d+: sentence 3 differs in its words"):
-        analyze.analyze(files[0], other)
+        analyze(files[0], other)
 
 
 def is_png(path):
@@ -174,7 +183,7 @@ def is_png(path):
 
 def test_cli_writes_report_tables_and_plots(files, tmp_path):
     out = tmp_path / "out"
-    analyze.main([str(files[0].parent), str(files[1]), "--train", str(files[2]), "--out", str(out), "--samples", "50"])
+    analyze_main([str(files[0].parent), str(files[1]), "--train", str(files[2]), "--out", str(out), "--samples", "50"])
     for name in ("categories", "scores", "errors", "patterns", "by_entity_length", "by_sentence_length", "by_seen",
                  "comparison_categories", "comparison_sentences", "comparison_summary", "confusion_a", "confusion_b"):
         assert (out / f"{name}.csv").is_file(), name
@@ -192,14 +201,14 @@ def test_cli_default_out_and_train_from_the_run_config(files, tmp_path):
     (run / ".hydra").mkdir()
     (run / ".hydra" / "config.yaml").write_text(f"data:\n  path: {tmp_path / 'data'}\n  corpus:\n"
                                                 "    _target_: llmner.data.conll.ConllCorpus\n    tag_column: -1\n")
-    analyze.main([str(run), "--samples", "20"])
+    analyze_main([str(run), "--samples", "20"])
     assert (run / "analysis" / "report.md").is_file()
     seen = pd.read_csv(run / "analysis" / "by_seen.csv").set_index("bucket")
     assert seen.loc["seen", "gold"] == 3
 
 
 def test_no_train_split_skips_the_seen_table(files, tmp_path):
-    report = analyze.analyze(files[1], out=tmp_path / "o")
+    report = analyze(files[1], out=tmp_path / "o")
     assert "Skipped: no .hydra/config.yaml" in report.read_text()
     assert not (tmp_path / "o" / "by_seen.csv").exists()
 
@@ -212,7 +221,7 @@ def test_malformed_file_is_one_line_with_file_and_line(tmp_path, capsys, line, m
     bad = tmp_path / "bad.conll"
     bad.write_text("John B-PER B-PER\nvisited O O\n" + line)
     with pytest.raises(SystemExit) as exit_:
-        analyze.main([str(bad)])
+        analyze_main([str(bad)])
     assert exit_.value.code == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
@@ -226,6 +235,6 @@ def test_analyze_benchmark_best_against_each_other(files, tmp_path):
         (out / system / "seed1" / "test_predictions.conll").write_text(source.read_text())
     (out / "other" / "seed1").mkdir(parents=True)  # no predictions: a partial benchmark, skipped
     summary = pd.DataFrame({"system": ["linear", "crf", "other"], "val_f1": [0.5, 0.9, 0.1]})
-    written = analyze.analyze_benchmark(out, summary, samples=20)
+    written = analyze_benchmark(out, summary, samples=20)
     assert written == [out / "analysis" / "crf_vs_linear" / "report.md"]
     assert "## crf (A) vs linear (B)" in written[0].read_text()

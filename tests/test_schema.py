@@ -31,3 +31,18 @@ def test_spans_and_transitions():
 def test_sentence_length_mismatch():
     with pytest.raises(DataError, match="2 tokens but 1 tags"):
         Sentence(["a", "b"], ["O"], source="x.txt:3")
+
+
+def test_spans_read_iob1_as_iob2():
+    """An I-X after O or after another type starts an entity (conlleval's rule), so the two schemes agree."""
+    iob1 = ["I-PER", "I-PER", "O", "I-LOC", "B-LOC", "I-ORG", "I-ORG"]
+    expected = [(0, 2, "PER"), (3, 4, "LOC"), (4, 5, "LOC"), (5, 7, "ORG")]
+    assert tags_to_spans(list("abcdefg"), iob1) == expected
+    assert tags_to_spans(list("abcdefg"), iob1_to_iob2(iob1)) == expected
+    assert tags_to_spans(["x"], ["B-WORK-OF-ART"]) == [(0, 1, "WORK-OF-ART")]  # a type with hyphens
+    assert tags_to_spans([], []) == [] and tags_to_spans(["a", "b"], ["O", "O"]) == []
+
+
+def test_spans_refuse_tags_of_other_schemes():
+    with pytest.raises(DataError, match="E-PER"):
+        tags_to_spans(["a", "b"], ["B-PER", "E-PER"])

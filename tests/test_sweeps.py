@@ -6,7 +6,7 @@ import sys
 import pandas as pd
 import yaml
 
-from llmner import report
+from llmner.evaluation.tables import sweep_table
 
 TINY_BUDGET = ["backbone=tiny_random", "trainer.accelerator=cpu", "data.batch_size=16", "trainer.num_sanity_val_steps=0"]
 
@@ -24,7 +24,7 @@ def test_optuna_sweep_maximises_val_f1_and_leaves_its_summary(tiny_conll, tmp_pa
          "trainer.val_check_interval=6", *TINY_BUDGET], tmp_path)
     best = yaml.safe_load((sweep / "optimization_results.yaml").read_text())
     assert {"model.lr_backbone", "model.lr_head", "backbone.lora_r", "model.loss.crf_weight", "head"} <= set(best["best_params"])
-    trials = report.sweep_table(sweep)
+    trials = sweep_table(sweep)
     assert len(trials) == 2 and (sweep / "trials.csv").exists()
     assert trials["val/f1"].iloc[0] == best["best_value"]  # best first, and the value Optuna saw is val/f1
     assert "param:model.lr_head" in trials  # the sampled values, one column each

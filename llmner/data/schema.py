@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from seqeval.metrics.sequence_labeling import get_entities
+
 from llmner.errors import LlmnerError
 
 
@@ -75,17 +77,15 @@ def is_allowed_transition(prev: str | None, tag: str) -> bool:
 
 
 def tags_to_spans(tokens: list[str], tags: list[str]) -> list[tuple[int, int, str]]:
-    """IOB2 tags to word-index spans ``(start_word, end_word_exclusive, label)``."""
-    spans: list[tuple[int, int, str]] = []
-    start, label = None, None
-    for i, tag in enumerate([*tags, "O"]):
-        prefix, lab = split_tag(tag)
-        if label is not None and (prefix != "I" or lab != label):
-            spans.append((start, i, label))
-            start, label = None, None
-        if prefix == "B" or (prefix == "I" and label is None):
-            start, label = i, lab
-    return spans
+    """IOB1 or IOB2 tags to word-index spans ``(start_word, end_word_exclusive, label)``, by seqeval.
+
+    seqeval's ``get_entities`` reads tags as conlleval does: an ``I-X`` that does not continue an
+    ``X`` (after ``O``, another type, or at the start) starts an entity, so IOB1 and IOB2 give the
+    same spans. Raises ``DataError`` on a tag that is not ``O``, ``B-X`` or ``I-X``.
+    """
+    for tag in tags:
+        split_tag(tag)  # seqeval would read E-/S- tags (IOBES) or warn on junk; here they are errors
+    return [(start, end + 1, label) for label, start, end in get_entities(list(tags))]
 
 
 def tag_set(labels: list[str]) -> list[str]:
