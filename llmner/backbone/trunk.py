@@ -34,7 +34,7 @@ from contextlib import contextmanager
 import torch
 from torch import nn
 
-from llmner.backbone import evaluating
+from llmner.backbone.util import evaluating
 
 log = logging.getLogger(__name__)
 
