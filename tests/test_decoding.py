@@ -1,7 +1,6 @@
 """The generative head's plain parts: answer-only masks, constrained decoding, parsing, scoring, value->span."""
 
 import json
-import random
 import zlib
 
 import pytest

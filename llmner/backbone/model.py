@@ -1,7 +1,8 @@
 """The backbone: a pretrained LM mapping subword ids to hidden states, with LoRA adapters.
 
-The only module that loads models through transformers and peft (bitsandbytes comes in through
-them). Its parts live beside it: ``sources`` (Hub, directory, GGUF), ``layers`` (layer surgery,
+``Backbone`` loads the model through transformers and peft (bitsandbytes comes in through them;
+its notice about an optional kernel package is hidden, ``util.hide_library_notices``), then
+truncates, freezes, adapts and hooks it. Its parts live beside it: ``sources`` (Hub, directory, GGUF), ``layers`` (layer surgery,
 the attention schedule), ``recompute`` (gradient checkpointing for long batches), ``trunk`` (the
 cache of the frozen layers) and ``util`` (``evaluating``, the cache directory).
 """

@@ -26,7 +26,7 @@ Plain Python: no tokenizer and no tensors here.
 from __future__ import annotations
 
 import json
-from typing import Callable
+from collections.abc import Callable
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 _DIGITS = "0123456789"

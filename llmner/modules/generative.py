@@ -12,7 +12,7 @@ scores (``field_f1``) judge the JSON itself.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
