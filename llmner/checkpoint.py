@@ -22,12 +22,15 @@ from llmner.errors import CheckpointError
 
 FORMAT = 2  # checkpoint["llmner"]["format"]; 0.1 wrote none (format 1)
 
-# Format 1 -> 2: _target_ paths that moved.
+# _target_ paths that moved (of any node: model, data, head, backbone).
 MOVED = {
+    # format 1 -> 2
     "llmner.module.TaggerModule": "llmner.modules.tagger.TaggerModule",
     "llmner.generative.GenerativeModule": "llmner.modules.generative.GenerativeModule",
     "llmner.data.datamodule.TaggingDataModule": "llmner.data.datamodule.CorpusDataModule",
     "llmner.data.chat.ChatDataModule": "llmner.data.datamodule.CorpusDataModule",
+    # the second restructure: decoding is not a head (llmner.backbone.Backbone, now a package's, keeps its path)
+    "llmner.heads.generative.JsonDecoder": "llmner.decoding.JsonDecoder",
 }
 
 
@@ -68,7 +71,7 @@ def upgrade_config(config: dict) -> dict:
     """
     config = copy.deepcopy(config)
     model, data = config.get("model", {}), config.get("data", {})
-    for node in (model, data):
+    for node in (model, data, config.get("head") or {}, config.get("backbone") or {}):
         if node.get("_target_") in MOVED:
             node["_target_"] = MOVED[node["_target_"]]
     if "encoder" not in model and "_target_" in model:

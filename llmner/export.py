@@ -37,6 +37,7 @@ import torch
 from omegaconf import DictConfig
 
 from llmner import cli
+from llmner.backbone.sources import gguf_pre_tokenizer
 from llmner.builders import load
 from llmner.errors import ConfigError
 from llmner.gguf_export import DTYPES
@@ -126,18 +127,9 @@ def _export_gguf(model, out: Path, dtype: str) -> Path:
 def _source_pre(bcfg: dict) -> str | None:
     """The backbone's own ``tokenizer.ggml.pre`` when it was loaded from a GGUF file (llama.cpp's
     pre-tokenizer choice cannot be derived from a transformers tokenizer)."""
-    if not bcfg.get("gguf_file") and not str(bcfg.get("name_or_path") or "").endswith(".gguf"):
-        return None
     try:
-        import gguf
-
-        from llmner.backbone import resolve_source
-
-        directory, name = resolve_source(bcfg.get("name_or_path") or "", bcfg.get("gguf_file"), bcfg.get("package"))
-        reader = gguf.GGUFReader(str(Path(directory) / name))
-        field = reader.fields.get("tokenizer.ggml.pre")
-        return field.contents() if field is not None else None
-    except Exception as err:  # the name is a hint for llama.cpp; the export does not depend on it
+        return gguf_pre_tokenizer(bcfg.get("name_or_path"), bcfg.get("gguf_file"), bcfg.get("package"))
+    except Exception as err:  # noqa: BLE001 - the name is a hint for llama.cpp; the export does not depend on it
         log.warning("could not read tokenizer.ggml.pre from the source GGUF (%s); writing 'default'", err)
         return None
 

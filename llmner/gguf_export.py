@@ -15,7 +15,7 @@ loader reads back (``transformers.modeling_gguf_pytorch_utils``):
   types, merges, special ids, the chat template). Other tokenizer kinds are refused.
 
 The ``Modelfile`` gets ``FROM`` the GGUF, a ``TEMPLATE`` in Ollama's Go-template syntax derived
-from the tokenizer's chat template by rendering probe conversations (so it matches the template
+from the tokenizer's chat template by the one prober, ``llmner.data.template.chat_affixes`` (so it matches the template
 the model was fine-tuned with, turn by turn), the prompt format's system line, the end-of-turn
 stop and greedy decoding. ``tests/test_predict_export.py`` round-trips both.
 """
@@ -25,16 +25,16 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
+from llmner.data.template import chat_affixes
+
 log = logging.getLogger(__name__)
 
 DTYPES = ("f32", "f16")
-_PROBE = "\x1fllmner-{}\x1f"
 
 
 def _permute_rotary(w: np.ndarray, n_head: int) -> np.ndarray:
@@ -166,48 +166,6 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f16", name: str
     return path
 
 
-@dataclass
-class ChatAffixes:
-    """What a chat template writes around each role's message content (prefix-stable templates)."""
-
-    system: tuple[str, str]
-    user: tuple[str, str]
-    assistant: tuple[str, str]  # (the generation prompt, the end of turn)
-
-    def render(self, messages: list[dict], add_generation_prompt: bool = False) -> str:
-        """The conversation as these affixes write it (what the Ollama template produces)."""
-        out = "".join(getattr(self, m["role"])[0] + m["content"] + getattr(self, m["role"])[1] for m in messages)
-        return out + (self.assistant[0] if add_generation_prompt else "")
-
-
-def chat_affixes(tokenizer) -> ChatAffixes:
-    """The per-role affixes of ``tokenizer``'s chat template, from probe conversations.
-
-    Raises:
-        ValueError: if the template is not of the "prefix + content + suffix per message" kind
-            (then an Ollama template cannot be derived from it).
-    """
-    from llmner.data.chat import render
-
-    s, u, a = (_PROBE.format(r) for r in ("system", "user", "assistant"))
-    msgs = [{"role": "system", "content": s}, {"role": "user", "content": u}, {"role": "assistant", "content": a}]
-    one, two = render(tokenizer, msgs[:1]), render(tokenizer, msgs[:2])
-    prompt, full = render(tokenizer, msgs[:2], add_generation_prompt=True), render(tokenizer, msgs)
-    if not (s in one and two.startswith(one) and prompt.startswith(two) and full.startswith(two) and u in two and a in full):
-        raise ValueError("the chat template is not prefix-stable; write the Ollama TEMPLATE by hand")
-    sys_pre, sys_post = one.split(s)
-    user_pre, user_post = two[len(one):].split(u)
-    gen = prompt[len(two):]
-    if not full[len(two):].startswith(gen):
-        raise ValueError("the chat template's generation prompt is not where the assistant message starts")
-    asst_post = full[len(two) + len(gen):].split(a)[1]
-    affixes = ChatAffixes((sys_pre, sys_post), (user_pre, user_post), (gen, asst_post))
-    check = msgs[:3] + [{"role": "user", "content": "q2"}, {"role": "assistant", "content": "a2"}]
-    if affixes.render(check) != render(tokenizer, check):
-        raise ValueError("the chat template writes later turns differently; write the Ollama TEMPLATE by hand")
-    return affixes
-
-
 def _go_literal(text: str) -> str:
     if '"""' in text or "{{" in text:
         raise ValueError(f"cannot write {text!r} into a Modelfile template")
@@ -216,13 +174,16 @@ def _go_literal(text: str) -> str:
 
 def modelfile(gguf_name: str, tokenizer, system: str, num_ctx: int) -> str:
     """An Ollama ``Modelfile`` for ``gguf_name`` (in the same folder): template, system line, stop, greedy."""
-    a = chat_affixes(tokenizer)
+    try:
+        a = chat_affixes(tokenizer)
+    except ValueError as err:
+        raise ValueError(f"{err}; write the Ollama TEMPLATE by hand") from None
     sp, ss = map(_go_literal, a.system)
     up, us = map(_go_literal, a.user)
-    ap, asf = map(_go_literal, a.assistant)
+    ap, lead, asf = map(_go_literal, (*a.assistant[:1], a.lead, a.assistant[1]))
     template = (f'{{{{ range .Messages }}}}{{{{ if eq .Role "system" }}}}{sp}{{{{ .Content }}}}{ss}'
                 f'{{{{ else if eq .Role "user" }}}}{up}{{{{ .Content }}}}{us}'
-                f'{{{{ else if eq .Role "assistant" }}}}{ap}{{{{ .Content }}}}{asf}{{{{ end }}}}{{{{ end }}}}{ap}')
+                f'{{{{ else if eq .Role "assistant" }}}}{ap}{lead}{{{{ .Content }}}}{asf}{{{{ end }}}}{{{{ end }}}}{ap}')
     stop = asf.strip() or (tokenizer.eos_token or "")
     lines = [
         "# Ollama: ollama create llmner -f Modelfile && ollama run llmner",

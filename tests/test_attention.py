@@ -10,7 +10,9 @@ import random
 import pytest
 import torch
 
-from llmner.backbone import TINY_RANDOM, Backbone, unmasked_range
+from llmner.backbone import Backbone
+from llmner.backbone.layers import unmasked_range
+from llmner.backbone.testing import TINY_RANDOM
 from llmner.data.alignment import encode_sentence, plan_windows
 from llmner.modules.tagger import pool_words
 

@@ -89,6 +89,38 @@ def test_upgrade_maps_v0_1_configs_and_keeps_current_ones():
     assert gen["model"]["encoder"]["_target_"] == "llmner.data.chat.ChatEncoder"
 
 
+def _targets(node, path=""):
+    """Every ``(key path, _target_)`` of a config, nested nodes and lists included."""
+    if isinstance(node, dict):
+        if "_target_" in node:
+            yield path, node["_target_"]
+        for k, v in node.items():
+            yield from _targets(v, f"{path}.{k}" if path else str(k))
+    elif isinstance(node, list):
+        for i, v in enumerate(node):
+            yield from _targets(v, f"{path}[{i}]")
+
+
+@pytest.mark.parametrize("name", ["tagger_crf", "tagger_linear_last", "generative"])
+def test_every_target_stored_in_a_v0_1_checkpoint_resolves_after_the_upgrade(name):
+    """Classes moved since 0.1 (the modules, the datamodules, the JSON decoder out of ``heads``)
+    are found through ``MOVED``: each stored ``_target_`` imports, and the table's own targets do."""
+    from hydra.utils import get_object
+
+    from llmner.checkpoint import MOVED
+
+    stored = read_checkpoint(GOLDEN / f"{name}.ckpt")["llmner"]["config"]
+    upgraded = dict(_targets(upgrade_config(stored)))
+    assert len(upgraded) >= 5
+    for key, target in upgraded.items():
+        assert callable(get_object(target)), (key, target)
+    if name == "generative":
+        assert dict(_targets(stored))["head"] == "llmner.heads.generative.JsonDecoder"  # the path 0.1 wrote
+        assert upgraded["head"] == "llmner.decoding.JsonDecoder"
+    for new in MOVED.values():
+        assert callable(get_object(new)), new
+
+
 def test_v0_1_checkpoint_predicts_raw_text():
     model = llmner.load(GOLDEN / "tagger_crf.ckpt")
     text = "John Smith visited U.S. officials in Paris ."

@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from llmner.data.schema import is_allowed_transition
-from llmner.heads import CRFHead, ConstrainedCRF
+from llmner.heads import ConstrainedCRF, CRFHead
 
 TAGS = ["O", "B-A", "I-A", "B-B", "I-B"]
 

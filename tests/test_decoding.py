@@ -1,25 +1,22 @@
 """The generative head's plain parts: answer-only masks, constrained decoding, parsing, scoring, value->span."""
 
 import json
-import random
 import zlib
 
 import pytest
 import torch
 
-from llmner.backbone import TINY_RANDOM, resolve_source
+from llmner.backbone.testing import tiny_tokenizer
 from llmner.data.chat import ChatFormat, encode_chat, sentence_to_example
-from llmner.data.text import spans_to_answers, split_words, values_to_tags
 from llmner.data.schema import Sentence
-from llmner.heads.generative import AnswerGrammar, JsonDecoder, parse_answer
+from llmner.data.text import spans_to_answers, split_words, values_to_tags
+from llmner.decoding import AnswerGrammar, JsonDecoder, parse_answer
 from llmner.metrics import field_scores
 
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    from transformers import AutoTokenizer
-
-    return AutoTokenizer.from_pretrained(resolve_source(TINY_RANDOM)[0])
+    return tiny_tokenizer()
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +25,34 @@ def decoder(tokenizer):
 
 
 # --- the loss mask ---------------------------------------------------------------------------------
-def test_answer_only_mask_on_a_tiny_chat(tokenizer):
+# the tiny template, and one that numbers the turns (its markup differs per turn: no affixes)
+NUMBERED = ("{% for m in messages %}<s>{{ loop.index }}{{ m['role'] }}\n{{ m['content'] }}</s>\n{% endfor %}"
+            "{% if add_generation_prompt %}<s>{{ messages|length + 1 }}assistant\n{% endif %}")
+
+
+def test_chat_affixes_of_the_tiny_template_by_hand_and_a_refusal(tokenizer):
+    import copy
+
+    from llmner.data.template import chat_affixes
+
+    a = chat_affixes(tokenizer)
+    assert (a.system, a.user, a.assistant, a.lead) == (("<s>system\n", "</s>\n"), ("<s>user\n", "</s>\n"),
+                                                       ("<s>assistant\n", "</s>\n"), "")
+    numbered = copy.deepcopy(tokenizer)  # carries the memo of the first template: must not be reused
+    numbered.chat_template = NUMBERED
+    with pytest.raises(ValueError, match="later turns differently"):
+        chat_affixes(numbered)
+
+
+@pytest.mark.parametrize("template", ["tiny", "numbered"])
+def test_answer_only_mask_on_a_tiny_chat(tokenizer, template):
+    """The answers are found in one pass with the template's affixes, or, for a template whose
+    markup changes per turn, by rendering each prefix: the same tokens are learned either way."""
+    if template == "numbered":
+        import copy
+
+        tokenizer = copy.deepcopy(tokenizer)
+        tokenizer.chat_template = NUMBERED
     messages = [
         {"role": "system", "content": "S"},
         {"role": "user", "content": "Text:\nJohn visited Paris"},
@@ -277,3 +301,25 @@ def test_few_shot_conversation_by_hand():
     assert targets == [len(messages) - 1]  # only the real answer carries loss, not the shots'
     with pytest.raises(ValueError, match="shots=3"):
         ChatFormat(shots=3, examples=shots)
+
+
+def test_each_model_takes_only_the_heads_it_declares(tokenizer):
+    """``head=generative`` with ``model=tagger`` (or a tag head with ``model=generative``) is a
+    config error at one place, ``LlmnerModule.build_head``; the declared heads are built."""
+    from functools import partial
+    from types import SimpleNamespace
+
+    from llmner.errors import ConfigError
+    from llmner.heads import CRFHead, LinearHead
+    from llmner.modules import GenerativeModule, TaggerModule
+
+    tags = ["O", "B-PER", "I-PER"]
+    with pytest.raises(ConfigError, match="TaggerModule takes a LinearHead or CRFHead head, got a JsonDecoder"):
+        TaggerModule.build_head(partial(JsonDecoder), None, tags)
+    with pytest.raises(ConfigError, match="GenerativeModule takes a JsonDecoder head, got a CRFHead"):
+        GenerativeModule.build_head(partial(CRFHead), None, tags)
+    backbone = SimpleNamespace(hidden_size=8, tokenizer=tokenizer)
+    for head in (LinearHead, CRFHead):
+        built = TaggerModule.build_head(partial(head, dropout=0.0), backbone, tags, {"subword": "first_last"})
+        assert type(built) is head and built.proj.in_features == 16
+    assert type(GenerativeModule.build_head(partial(JsonDecoder), backbone, tags)) is JsonDecoder

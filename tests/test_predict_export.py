@@ -173,7 +173,7 @@ def _template_roles(template: str) -> dict[str, tuple[str, str]]:
 def test_gguf_export_round_trips_through_transformers(run, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    from llmner.data.chat import render
+    from llmner.data.template import render
     from llmner.errors import ConfigError
 
     kind, out, _, objects = run

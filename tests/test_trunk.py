@@ -4,8 +4,8 @@ anything that changes the trunk's output changes."""
 import pytest
 import torch
 
-from llmner import trunk
-from llmner.backbone import TINY_RANDOM, Backbone
+from llmner.backbone import Backbone, trunk
+from llmner.backbone.testing import TINY_RANDOM
 from llmner.heads import CRFHead
 from llmner.losses import CompoundLoss
 

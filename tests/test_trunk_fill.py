@@ -4,8 +4,8 @@ that look right over a causal cached trunk, and a store on disk reused only by t
 import pytest
 import torch
 
-from llmner import trunk
-from llmner.backbone import TINY_RANDOM, Backbone
+from llmner.backbone import Backbone, trunk
+from llmner.backbone.testing import TINY_RANDOM
 from tests.test_trunk import batch, loss_and_grads, make
 
 

@@ -57,7 +57,7 @@ def build(args):
 def decode(model, texts: list[str]) -> dict:
     import torch
 
-    from llmner.heads.generative import JsonConstraint
+    from llmner.decoding import JsonConstraint
 
     clock = {"s": 0.0}
     original = JsonConstraint.__call__

@@ -12,29 +12,12 @@ import logging
 from dataclasses import dataclass
 
 import torch
-from torch.nn.utils.rnn import pad_sequence
 
+from llmner.data.encoding import Encoder, pad
 from llmner.data.schema import Sentence
-from llmner.data.text import Offsets, check_splitter, split_words
+from llmner.data.text import Offsets, split_words
 
 log = logging.getLogger(__name__)
-
-
-def pad_token_id(tokenizer) -> int:
-    """The id that pads batches: the tokenizer's pad token, else its end-of-sequence token, else 0.
-
-    Padding is always masked, so which id it is does not change any result.
-    """
-    for tid in (tokenizer.pad_token_id, tokenizer.eos_token_id):
-        if tid is not None:
-            return tid
-    return 0
-
-
-def pad(rows: list[list[int]], value: int, side: str = "right") -> torch.Tensor:
-    """(B, T) long tensor of ``rows`` padded with ``value`` on ``side`` (``right`` or ``left``)."""
-    return pad_sequence([torch.tensor(r, dtype=torch.long) for r in rows], batch_first=True,
-                        padding_value=value, padding_side=side)
 
 
 def special_affixes(tokenizer) -> tuple[list[int], list[int]]:
@@ -161,7 +144,7 @@ def encode_sentence(
     return out
 
 
-class WindowEncoder:
+class WindowEncoder(Encoder):
     """Sentences or raw text -> ``EncodedWindow`` items -> padded batches, for the tag heads.
 
     Built by the model with its backbone's tokenizer and stored in its checkpoint config, so that
@@ -186,16 +169,12 @@ class WindowEncoder:
                  bos: bool = False, repeat: int = 1) -> None:
         if repeat < 1:
             raise ValueError(f"model.encoder.repeat must be >= 1, got {repeat}")
+        super().__init__(tokenizer, max_length, splitter)
         self.repeat = repeat
-        check_splitter(splitter)
-        self.tokenizer = tokenizer
-        self.max_length = max_length
         self.context_words = context_words
-        self.splitter = splitter or "punct"
         self.prefix, self.suffix = special_affixes(tokenizer)
         if bos and not self.prefix and tokenizer.bos_token_id is not None:
             self.prefix = [tokenizer.bos_token_id]
-        self.pad_id = pad_token_id(tokenizer)
 
     def _windows(self, words: list[list[str]], labels: list[list[int]]) -> list[EncodedWindow]:
         """Windows of many word sequences (tokenized in one call: fast tokenizers batch)."""

@@ -16,7 +16,8 @@ with every type). Only the answers (and the end-of-turn token after each) carry 
 ``ChatEncoder`` is the one path from sentences (training, evaluation) or raw text (prediction) to
 the generative model's inputs: the chat template is rendered and tokenized once per example, in
 the datamodule, never in a training step. Nothing here knows about models: a tokenizer's
-``apply_chat_template`` and ``__call__`` only.
+``apply_chat_template`` and ``__call__`` only. The prompt text is defined here (``SYSTEM``,
+``QUESTION``, ...); the crime views write conversations with it.
 """
 
 from __future__ import annotations
@@ -27,13 +28,21 @@ from dataclasses import dataclass, field
 
 import torch
 
-from llmner.data.alignment import pad, pad_token_id
+from llmner.data.encoding import Encoder, pad
 from llmner.data.schema import Sentence, tags_to_spans
-from llmner.data.text import QUESTION, READ_REPLY, SINGLE_QUESTION, SYSTEM, check_splitter, dedup, join_words
+from llmner.data.template import chat_affixes, render
+from llmner.data.text import dedup, join_words
 
 log = logging.getLogger(__name__)
 
 STYLES = ("single", "per_type")
+
+# The prompt text: the crime-conversation format (``llmner.data.crime``), which the importer
+# reads, the views write and the generative model is asked in.
+SYSTEM = "A virtual assistant answers questions from a user based on the provided text."
+READ_REPLY = "I've read this text."
+QUESTION = "What describes {label} in the text?"
+SINGLE_QUESTION = "What describes {labels} in the text? Answer with one JSON object."
 
 
 @dataclass
@@ -154,30 +163,6 @@ def few_shot_examples(sentences: list[Sentence], k: int, seed: int = 0) -> list[
     return [{"text": ex.text, "answers": ex.answers} for ex in (sentence_to_example(sentences[i], i) for i in chosen)]
 
 
-def render(tokenizer, messages: list[dict], add_generation_prompt: bool = False) -> str:
-    return tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=add_generation_prompt)
-
-
-_PROBE = "\x1fllmner-probe\x1f"
-
-
-def _answer_affixes(tokenizer) -> tuple[str, str] | None:
-    """What the chat template writes around an assistant message's content after the generation
-    prompt: ``(lead, end_of_turn)``, or ``None`` if a probe conversation does not show it plainly."""
-    cached = getattr(tokenizer, "_llmner_answer_affixes", False)
-    if cached is not False:
-        return cached
-    messages = [{"role": "user", "content": "q"}, {"role": "assistant", "content": _PROBE}]
-    prompt, upto = render(tokenizer, messages[:1], add_generation_prompt=True), render(tokenizer, messages)
-    middle = upto[len(prompt):] if upto.startswith(prompt) else ""
-    affixes = (middle[: middle.index(_PROBE)], middle[middle.index(_PROBE) + len(_PROBE):]) if _PROBE in middle else None
-    try:
-        tokenizer._llmner_answer_affixes = affixes
-    except AttributeError:
-        pass
-    return affixes
-
-
 def _target_spans_slow(tokenizer, messages: list[dict], targets: list[int], full: str) -> list[tuple[int, int]]:
     """Target character spans by rendering each prefix (2 renders per target; any template)."""
     spans = []
@@ -197,7 +182,7 @@ def encode_chat(tokenizer, messages: list[dict], targets: list[int]) -> tuple[li
     A target's characters are those the template adds to go from "the messages before it, with the
     generation prompt" to "the messages up to it"; a token is a target if it starts among them.
     The conversation is rendered once: each target is found as ``lead + content + end_of_turn``
-    (the template's markup, learned once per tokenizer from a probe), in order. A template whose
+    (the template's markup, ``llmner.data.template.chat_affixes``), in order. A template whose
     markup depends on the turn falls back to rendering each prefix.
 
     Raises:
@@ -205,7 +190,10 @@ def encode_chat(tokenizer, messages: list[dict], targets: list[int]) -> tuple[li
             answers cannot be located.
     """
     full = render(tokenizer, messages)
-    affixes = _answer_affixes(tokenizer)
+    try:
+        affixes = chat_affixes(tokenizer).answer
+    except ValueError:
+        affixes = None
     spans, cursor = [], 0
     for k in targets:
         if affixes is None:
@@ -237,7 +225,7 @@ class ChatItem:
         return self.example.index
 
 
-class ChatEncoder:
+class ChatEncoder(Encoder):
     """Sentences or raw text -> ``ChatItem`` (conversation tokenized once) -> padded batches.
 
     Built by the generative model with its backbone's tokenizer and prompt format, and stored in
@@ -252,12 +240,8 @@ class ChatEncoder:
     """
 
     def __init__(self, tokenizer, prompt: ChatFormat, max_length: int = 4096, splitter: str | None = None) -> None:
-        check_splitter(splitter)
-        self.tokenizer = tokenizer
+        super().__init__(tokenizer, max_length, splitter)
         self.prompt = prompt
-        self.max_length = max_length
-        self.splitter = splitter or "punct"
-        self.pad_id = pad_token_id(tokenizer)
 
     def encode_example(self, example: ChatExample, keys: list[str]) -> ChatItem:
         messages, targets = self.prompt.conversation(example.text, example.answers, keys)

@@ -1,6 +1,6 @@
-"""Raw text and words: word splitters with character offsets, placing answer values on words, prompt text.
+"""Raw text and words: word splitters with character offsets, placing answer values on words.
 
-The one owner of three rules that every path must apply the same way:
+The one owner of two rules that every path must apply the same way:
 
 - **Word splitting** of raw text (``split_words``). A model must see raw text split as its training
   data was: a CoNLL-trained model reads "U.S." as one word, a crime-report model reads "#1457" as
@@ -8,8 +8,6 @@ The one owner of three rules that every path must apply the same way:
   corpora ``"punct"``); the model's encoder stores it in the checkpoint.
 - **Placing values on words** (``locate_values``, ``values_to_tags``): the importer places gold
   answer values of conversation files, the generative head its predicted values, by the same rule.
-- **Prompt text** (``SYSTEM``, ``READ_REPLY``, ``QUESTION``): the crime-conversation format that the
-  importer reads, the views write and the generative head asks.
 
 Why by hand: the splitters are two regexes (nltk's Treebank tokenizer would be a dependency for
 one rule and splits "U.S." at the end of a sentence); the value-placing rule is this project's
@@ -24,11 +22,6 @@ from typing import Iterator
 import regex
 
 from llmner.data.schema import DataError, Span, tags_to_spans
-
-SYSTEM = "A virtual assistant answers questions from a user based on the provided text."
-READ_REPLY = "I've read this text."
-QUESTION = "What describes {label} in the text?"
-SINGLE_QUESTION = "What describes {labels} in the text? Answer with one JSON object."
 
 Offsets = list[tuple[int, int]]
 

@@ -16,7 +16,8 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 
 import lightning as L
 import torch
@@ -25,6 +26,7 @@ from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
 
 from llmner.checkpoint import FORMAT
+from llmner.errors import ConfigError
 from llmner.metrics import entity_scores
 from llmner.schedule import budget_scheduler
 
@@ -58,6 +60,8 @@ class LlmnerModule(L.LightningModule):
 
     #: whether the backbone must keep its LM head (``Backbone(causal_lm=...)``)
     needs_lm_head = False
+    #: the head classes this model takes, checked in ``build_head``
+    heads: tuple[type, ...] = ()
 
     def __init__(self, backbone: nn.Module, head: Any, encoder: Any, optimizer: Callable, run_config: dict | None = None) -> None:
         super().__init__()
@@ -81,9 +85,24 @@ class LlmnerModule(L.LightningModule):
     def configure(model_cfg, datamodule) -> None:
         """Finish the model config from the data before the model is built (e.g. few-shot examples)."""
 
+    @classmethod
+    def build_head(cls, head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> Any:
+        """Check that this model takes the head (``heads``), then finish the partial head config
+        with what the backbone and data tell (``finish_head``).
+
+        Raises:
+            ConfigError: a head this model does not take (``head=generative`` with ``model=tagger``).
+        """
+        head_cls = getattr(head, "func", head)
+        if not (isinstance(head_cls, type) and issubclass(head_cls, cls.heads)):
+            taken = " or ".join(h.__name__ for h in cls.heads)
+            raise ConfigError(f"{cls.__name__} takes a {taken} head, got a {getattr(head_cls, '__name__', head_cls)} "
+                              "(model=tagger: head=linear or head=crf; model=generative: head=generative)")
+        return cls.finish_head(head, backbone, tags, model_cfg)
+
     @staticmethod
-    def build_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> Any:
-        """Finish the partial head config with what the backbone and data tell (hidden size or tokenizer)."""
+    def finish_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> Any:
+        """Build the partial head with the hidden size or tokenizer it needs, and the tags."""
         raise NotImplementedError
 
     # --- checkpoints: what was trained, and the config to rebuild the rest ------------------

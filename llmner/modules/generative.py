@@ -3,7 +3,7 @@
 Training: next-token loss on the answer tokens only (``llmner.data.chat.ChatEncoder`` tokenizes
 each conversation once in the datamodule and masks everything but the answers with -100).
 Evaluation: greedy decoding, constrained so that every answer parses and fits the schema
-(``llmner.heads.generative``); the values are mapped back onto the words of the text
+(``llmner.decoding``); the values are mapped back onto the words of the text
 (``llmner.data.text.values_to_tags``, the rule that places gold values too), so ``predictions`` and
 ``gold`` hold IOB2 tags as for the tag heads and the seqeval ``f1`` is comparable; the field-level
 scores (``field_f1``) judge the JSON itself.
@@ -12,17 +12,16 @@ scores (``field_f1``) judge the JSON itself.
 from __future__ import annotations
 
 import logging
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from llmner.backbone import evaluating
+from llmner.backbone.util import evaluating
 from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat, few_shot_examples
 from llmner.data.text import dedup, values_to_tags
-from llmner.errors import ConfigError
-from llmner.heads.generative import JsonDecoder, parse_answer
+from llmner.decoding import JsonDecoder, parse_answer
 from llmner.metrics import field_scores
 from llmner.modules.base import LlmnerModule, Record
 
@@ -45,6 +44,7 @@ class GenerativeModule(LlmnerModule):
     """
 
     needs_lm_head = True
+    heads = (JsonDecoder,)
 
     def __init__(
         self,
@@ -84,9 +84,7 @@ class GenerativeModule(LlmnerModule):
             model_cfg.prompt.shots = len(examples)
 
     @staticmethod
-    def build_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> JsonDecoder:
-        if getattr(head, "func", head) is not JsonDecoder:
-            raise ConfigError(f"model=generative decodes with head=generative, got a {getattr(head, 'func', head).__name__}")
+    def finish_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> JsonDecoder:
         return head(tokenizer=backbone.tokenizer, tags=tags)
 
     @property

@@ -4,16 +4,15 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Callable
+from collections.abc import Callable
 
 import torch
 from torch import nn
 
-from llmner.backbone import evaluating
+from llmner.backbone.util import evaluating
 from llmner.data.alignment import WindowEncoder
 from llmner.data.text import spans_to_answers
-from llmner.errors import ConfigError
-from llmner.heads.generative import JsonDecoder
+from llmner.heads import CRFHead, LinearHead
 from llmner.losses import CompoundLoss
 from llmner.modules.base import LlmnerModule, Record
 
@@ -64,6 +63,8 @@ class TaggerModule(LlmnerModule):
         run_config: the resolved run configuration, stored in checkpoints to rebuild the model.
     """
 
+    heads = (LinearHead, CRFHead)
+
     def __init__(
         self,
         backbone: nn.Module,
@@ -93,9 +94,7 @@ class TaggerModule(LlmnerModule):
         self.subword = subword
 
     @staticmethod
-    def build_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> nn.Module:
-        if getattr(head, "func", head) is JsonDecoder:
-            raise ConfigError("head=generative needs model=generative (the tagger takes head=linear or head=crf)")
+    def finish_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> nn.Module:
         width = 2 if (model_cfg or {}).get("subword") == "first_last" else 1
         return head(hidden_size=width * backbone.hidden_size, tags=tags)
 

@@ -15,10 +15,11 @@ from __future__ import annotations
 import json
 from bisect import bisect_right
 
+from llmner.data.chat import QUESTION, READ_REPLY, SYSTEM
 from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.generator import Report
 from llmner.data.schema import Sentence, Span, tag_set
-from llmner.data.text import QUESTION, READ_REPLY, SYSTEM, split_words
+from llmner.data.text import split_words
 
 TAGS: list[str] = tag_set(list(ENTITY_TYPES))  # "O" + B-/I- of the 17 types: 35 tags
 

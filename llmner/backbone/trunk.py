@@ -52,7 +52,7 @@ import torch
 from torch import nn
 from torch.ao.quantization import quantize_dynamic
 
-from llmner.backbone import evaluating
+from llmner.backbone.util import evaluating
 
 log = logging.getLogger(__name__)
 

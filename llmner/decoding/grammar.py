@@ -1,10 +1,4 @@
-"""Decoding for the generative head: JSON answers that always parse and always fit the schema.
-
-Why by hand (house rule 8): lm-format-enforcer enforces a JSON schema, but neither it nor
-transformers' own processors can (a) guarantee that the answer is *closed* before
-``max_new_tokens`` runs out (a model that never stops a string leaves truncated JSON), or
-(b) restrict values to text that occurs in the report. Both matter here, so this module holds a
-small character-level grammar and a token trie (~200 lines, tested in ``tests/test_decoding.py``).
+"""The JSON answer grammar: a character-level acceptor with a closure and a token budget.
 
 The grammar accepts exactly the ``json.dumps`` layout the model is trained on::
 
@@ -21,22 +15,18 @@ The grammar accepts exactly the ``json.dumps`` layout the model is trained on::
   a known failure of JSON decoding) must end the list instead.
 
 Budget: every state has a *closure*, the shortest string that completes the JSON from it, and a
-bound on the tokens it takes (the fewest tokens that spell each key's segment, summed). A token
-is allowed only if the bound after it still fits in the tokens left; when none does, the decoder
-follows the closure itself, relaxing the substring rule for that tail only (``""`` or ``0`` may
-appear there; the parser drops empty strings). So the output is complete, valid JSON within
-``max_new_tokens`` whatever the logits say.
+bound on the tokens it takes (the fewest tokens that spell each key's segment, summed). The
+constraint (``llmner.decoding.constraint``) allows a token only if the bound after it still fits
+in the tokens left; when none does, it follows the closure itself, relaxing the substring rule
+for that tail only (``""`` or ``0`` may appear there; the parser drops empty strings).
 
-Everything here is plain Python and torch; the tokenizer is used through ``batch_decode`` only.
+Plain Python: no tokenizer and no tensors here.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
-from typing import Callable
-
-import torch
+from collections.abc import Callable
 
 _ESCAPES = {'"': '"', "\\": "\\", "/": "/", "n": "\n", "r": "\r", "t": "\t", "b": "\b", "f": "\f"}
 _DIGITS = "0123456789"
@@ -240,214 +230,3 @@ class AnswerGrammar:
             if s is None:
                 raise ValueError(f"token {piece!r} is not allowed after state {state}")
         return s
-
-
-def token_strings(tokenizer) -> list[str]:
-    """The text each token id adds when it follows other text ("" for special tokens).
-
-    Decoded after an anchor token, so that SentencePiece's leading-space marker is kept, and
-    without clean-up of spaces, so that the strings concatenate to what was generated.
-    """
-    anchor = tokenizer("a", add_special_tokens=False)["input_ids"][-1]
-    vocab = len(tokenizer)
-    base = tokenizer.decode([anchor], clean_up_tokenization_spaces=False)
-    pairs = tokenizer.batch_decode([[anchor, i] for i in range(vocab)], clean_up_tokenization_spaces=False)
-    special = set(tokenizer.all_special_ids)
-    out = []
-    for i, s in enumerate(pairs):
-        s = s[len(base) :] if s.startswith(base) else ""
-        out.append("" if i in special or "\ufffd" in s else s)
-    return out
-
-
-class TokenTrie:
-    """A character trie over the tokenizer's decoded vocabulary; node = {char: node, None: [ids]}."""
-
-    def __init__(self, strings: list[str]) -> None:
-        self.strings = strings
-        self.root: dict = {}
-        for tid, s in enumerate(strings):
-            if not s:
-                continue
-            node = self.root
-            for ch in s:
-                node = node.setdefault(ch, {})
-            node.setdefault(None, []).append(tid)
-        self._cost: dict[str, int] = {}
-
-    def allowed(self, grammar: AnswerGrammar, state: State) -> tuple[list[int], list[int]]:
-        """Token ids the grammar accepts from ``state`` (strictly) and the closure length after each."""
-        ids: list[int] = []
-        lens: list[int] = []
-        stack = [(self.root, state)]
-        while stack:
-            node, s = stack.pop()
-            for ch, child in node.items():
-                if ch is None:
-                    continue
-                nxt = grammar.step(s, ch)
-                if nxt is None:
-                    continue
-                here = child.get(None)
-                if here:
-                    ids += here
-                    lens += [grammar.closure_len(nxt)] * len(here)
-                stack.append((child, nxt))
-        return ids, lens
-
-    def cost(self, text: str) -> int:
-        """The fewest tokens that spell ``text`` (cached; a large number if no tokenization exists)."""
-        cached = self._cost.get(text)
-        if cached is not None:
-            return cached
-        n = len(text)
-        best = [0] + [10**9] * n  # best[k]: tokens for text[n-k:]
-        for i in range(n - 1, -1, -1):
-            node, j = self.root, i
-            while j < n:
-                node = node.get(text[j])
-                if node is None:
-                    break
-                j += 1
-                if None in node:
-                    best[n - i] = min(best[n - i], 1 + best[n - j])
-        self._cost[text] = best[n]
-        return best[n]
-
-    def prefixes(self, text: str) -> list[int]:
-        """Token ids whose string is a non-empty prefix of ``text``."""
-        ids, node = [], self.root
-        for ch in text:
-            node = node.get(ch)
-            if node is None:
-                break
-            ids += node.get(None, [])
-        return ids
-
-
-@dataclass
-class _Row:
-    grammar: AnswerGrammar
-    state: State
-    cache: dict
-
-
-class JsonConstraint:
-    """A logits processor (``(input_ids (B, T), scores (B, V)) -> scores``) for ``model.generate``.
-
-    Masks every token the grammar of its row rejects, or whose closure would not fit in the
-    tokens left; after the closing brace only ``eos_id`` is allowed.
-
-    Args:
-        trie: the tokenizer's ``TokenTrie``.
-        grammars: one ``AnswerGrammar`` per row of the batch.
-        prompt_len: T of the (left-padded) prompt; later positions are generated tokens.
-        max_new_tokens: the generation budget.
-        eos_id: the token that ends an assistant turn.
-    """
-
-    def __init__(self, trie: TokenTrie, grammars: list[AnswerGrammar], prompt_len: int, max_new_tokens: int, eos_id: int) -> None:
-        self.trie, self.prompt_len, self.max_new_tokens, self.eos_id = trie, prompt_len, max_new_tokens, eos_id
-        self.rows = [_Row(g, g.start, {}) for g in grammars]
-        for g in grammars:
-            need = g.closure_len(g.start)
-            if need >= 10**9:
-                raise ValueError(f"the tokenizer cannot spell the answer skeleton {g.closure(g.start)!r}")
-            if need > max_new_tokens:
-                raise ValueError(f"max_new_tokens={max_new_tokens} cannot hold the shortest answer ({need} tokens: "
-                                 f"{g.closure(g.start)!r}); raise head.max_new_tokens")
-
-    def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
-        generated = input_ids.shape[1] - self.prompt_len
-        left = self.max_new_tokens - generated  # tokens still to come, this one included
-        allowed = torch.zeros_like(scores, dtype=torch.bool)  # (B, V)
-        for b, row in enumerate(self.rows):
-            if generated > 0 and row.state != ("D",):
-                row.state = row.grammar.feed(row.state, self.trie.strings[int(input_ids[b, -1])])
-            if row.state == ("D",):
-                allowed[b, self.eos_id] = True
-                continue
-            table = row.cache.get(row.state)
-            if table is None:
-                ids, lens = self.trie.allowed(row.grammar, row.state)
-                table = row.cache[row.state] = (torch.tensor(ids, dtype=torch.long), torch.tensor(lens, dtype=torch.long))
-            ids, lens = table
-            ok = ids[lens <= left - 1]
-            if len(ok) == 0:  # out of budget (or a dead end): follow the closure
-                g = row.grammar
-                ok = torch.tensor([t for t in self.trie.prefixes(g.closure(row.state))
-                                   if g.closure_len(g.feed(row.state, self.trie.strings[t])) <= left - 1], dtype=torch.long)
-            allowed[b, ok.to(allowed.device)] = True
-        return scores.masked_fill(~allowed, float("-inf"))
-
-
-def parse_answer(raw: str, keys: list[str], integer_keys: set[str] | frozenset[str] = frozenset()) -> tuple[dict[str, list] | None, bool]:
-    """Read one generated answer.
-
-    Returns:
-        ``(answers, fits_schema)``: ``answers`` is the JSON object (``None`` if ``raw`` is not a
-        JSON object); ``fits_schema`` is True when it has exactly ``keys``, each a list of strings
-        (integers for ``integer_keys``). Empty strings and repeats are dropped from the values.
-    """
-    try:
-        obj = json.loads(raw.strip())
-    except (json.JSONDecodeError, ValueError):
-        return None, False
-    if not isinstance(obj, dict):
-        return None, False
-    fits = set(obj) == set(keys) and all(
-        isinstance(v, list) and all(
-            (isinstance(x, int) and not isinstance(x, bool)) if k in integer_keys else isinstance(x, str) for x in v
-        )
-        for k, v in obj.items()
-    )
-    out: dict[str, list] = {}
-    for k, v in obj.items():
-        values = v if isinstance(v, list) else [v]
-        kept = [x for x in values if isinstance(x, (str, int)) and not isinstance(x, bool) and str(x).strip()]
-        out[str(k)] = list(dict.fromkeys(kept))  # a value once (unconstrained output may repeat one)
-    return out, fits
-
-
-class JsonDecoder:
-    """The generative head's decoding settings and its per-tokenizer tables (plain Python).
-
-    Args:
-        tokenizer: the backbone's tokenizer.
-        tags: the model's IOB2 tag set (its entity types are the schema's keys by default).
-        constrained: decode through ``JsonConstraint`` (``False``: plain greedy, may not parse).
-        max_new_tokens: tokens per answer; the constraint closes the JSON within it.
-        check_unconstrained: at test time, also decode without the constraint and report how
-            often that output parses (``test/unconstrained_parse_rate``); doubles test time.
-        no_repeat: the constraint forbids a value already in the same list, so a list ends
-            instead of looping (``False``: as llmner 0.2 and earlier decoded).
-    """
-
-    def __init__(self, tokenizer, tags: list[str], constrained: bool = True, max_new_tokens: int = 256,
-                 check_unconstrained: bool = True, no_repeat: bool = True) -> None:
-        self.no_repeat = no_repeat
-        self.tokenizer = tokenizer
-        self.tags = list(tags)
-        self.constrained = constrained
-        self.max_new_tokens = max_new_tokens
-        self.check_unconstrained = check_unconstrained
-        self._trie: TokenTrie | None = None
-
-    @property
-    def trie(self) -> TokenTrie:
-        if self._trie is None:  # ~1 s for a 50k vocabulary; built on first use
-            self._trie = TokenTrie(token_strings(self.tokenizer))
-        return self._trie
-
-    def text_of(self, ids: list[int], eos_id: int) -> str:
-        """The generated text: the token strings up to ``eos_id``, as the grammar saw them."""
-        out = []
-        for i in ids:
-            if i == eos_id:
-                break
-            out.append(self.trie.strings[i])
-        return "".join(out)
-
-    def processor(self, keys: list[str], integer_keys: set[str], texts: list[str], prompt_len: int, eos_id: int) -> JsonConstraint:
-        grammars = [AnswerGrammar(keys, integer_keys, t, cost=self.trie.cost, no_repeat=self.no_repeat) for t in texts]
-        return JsonConstraint(self.trie, grammars, prompt_len, self.max_new_tokens, eos_id)
