@@ -10,6 +10,7 @@ cache of the frozen layers) and ``util`` (``evaluating``, the cache directory).
 from __future__ import annotations
 
 from collections.abc import Mapping
+from contextlib import contextmanager
 
 import torch
 from torch import nn
@@ -245,24 +246,37 @@ class Backbone(nn.Module):
         device = next(self.model.parameters()).device
         pad = self.tokenizer.pad_token_id if self.tokenizer.pad_token_id is not None else 0
 
+        def batch(chunk: list[int]):
+            width = max(len(windows[j]) for j in chunk)
+            ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # (B, T)
+            mask = torch.zeros((len(chunk), width), dtype=torch.long)  # (B, T)
+            for row, j in enumerate(chunk):
+                ids[row, : len(windows[j])] = torch.tensor(windows[j])
+                mask[row, : len(windows[j])] = 1
+            return ids.to(device), mask.to(device)
+
+        @contextmanager
+        def padding(mask: torch.Tensor):  # bidirectional layers below the cut need the batch's padding
+            if self.schedule is not None:
+                self.schedule.begin(mask)
+            try:
+                yield
+            finally:
+                if self.schedule is not None:
+                    self.schedule.end()
+
         def batches():
             for chunk in tqdm(chunks, desc=desc, unit="batch", leave=False, disable=None):
-                width = len(windows[chunk[0]])
-                ids = torch.full((len(chunk), width), pad, dtype=torch.long)  # (B, T)
-                mask = torch.zeros((len(chunk), width), dtype=torch.long)  # (B, T)
-                for row, j in enumerate(chunk):
-                    ids[row, : len(windows[j])] = torch.tensor(windows[j])
-                    mask[row, : len(windows[j])] = 1
-                ids, mask = ids.to(device), mask.to(device)
-                if self.schedule is not None:  # bidirectional layers below the cut need the padding
-                    self.schedule.begin(mask)
-                try:
+                ids, mask = batch(chunk)
+                with padding(mask):
                     yield ids, mask, self.positions(mask)
-                finally:
-                    if self.schedule is not None:
-                        self.schedule.end()
 
         with evaluating(self.model):
+            self.trunk.store  # noqa: B018 -- maps what earlier runs kept on disk (checked when they wrote it)
+            if windows and not self.trunk.checked:  # the split against the whole model, on a few short windows
+                ids, mask = batch(order[-4:])
+                with padding(mask):
+                    self.trunk.check(ids, mask, self.positions(mask))
             return self.trunk.fill(batches())
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:

@@ -154,7 +154,8 @@ class TrunkCache:
                 if key not in self._store:  # a window in two shards (two runs filled it at once): the first
                     self._store[key] = states[row : row + n]  # (T_i, H), a view of the mapped file
                     loaded += 1
-        if loaded:
+        if loaded:  # written by a run whose split pass was checked against the whole model, on this fingerprint
+            self.checked = True
             log.info("trunk cache %s: %d windows from %s", self.key, loaded, self.folder)
 
     def _save_shard(self, keys: list[bytes]) -> None:
@@ -204,8 +205,6 @@ class TrunkCache:
                 for i in todo:
                     store[keys[i]] = states[i, real[i]].to(self.dtype).cpu()  # (T_i, H)
             fresh_keys += [keys[i] for i in todo]
-            if not self.checked:
-                self._check(input_ids, mask, positions)
         if self.directory is not None:
             self._save_shard(fresh_keys)
         return len(fresh_keys)
@@ -246,10 +245,10 @@ class TrunkCache:
             states[i, real[i]] = store[k].to(device=input_ids.device, dtype=weight.dtype)
         out = self.upper(states, mask, positions)
         if not self.checked:
-            self._check(input_ids, mask, positions)
+            self.check(input_ids, mask, positions)
         return out
 
-    def _check(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> None:
+    def check(self, input_ids: torch.Tensor, mask: torch.Tensor, positions: torch.Tensor) -> None:
         """Once per cache: the split pass equals the whole model (both at full precision, no dropout)."""
         with evaluating(self.model), torch.no_grad():
             whole = self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions,
