@@ -1,10 +1,11 @@
-"""What a new user tries first: the README's command shapes, short budgets, a crash and a resume.
+"""What a new user tries first: the README's command shapes, short budgets, a crash and a resume, bad file arguments.
 
 Each command shape of the README is composed against the real config (so the README cannot name a
 key or a group that does not exist), and the shapes that once crashed are run on the tiny model.
 """
 
 import logging
+import os
 import re
 import shlex
 import signal
@@ -232,6 +233,6 @@ def test_a_text_file_as_checkpoint_is_one_line_from_the_shell(tmp_path):
     (tmp_path / "bad.ckpt").write_text("junk\n")
     proc = subprocess.run([sys.executable, "-m", "llmner.predict", "ckpt_path=bad.ckpt", "text=x", f"hydra.run.dir={tmp_path}"],
                           cwd=tmp_path, capture_output=True, text=True, timeout=300,
-                          env={**__import__("os").environ, "PYTHONPATH": str(README.parent)})
+                          env={**os.environ, "PYTHONPATH": str(README.parent)})
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert proc.stderr.strip().splitlines()[-1].startswith("llmner predict: bad.ckpt: not a readable PyTorch checkpoint")

@@ -7,7 +7,9 @@ The one owner of three rules that every path must apply the same way:
   "#" and "1457". Each corpus names its splitter (``ConllCorpus.splitter == "conll"``, the crime
   corpora ``"punct"``); the model's encoder stores it in the checkpoint.
 - **Placing values on words** (``locate_values``, ``values_to_tags``): the importer places gold
-  answer values of conversation files, the generative head its predicted values, by the same rule.
+  answer values of conversation files, the generative head its predicted values, by the same rule;
+  and back (``spans_to_answers``): tagged words become values without the sentence's punctuation
+  at their edges (``trim_value``: "14 Elm Street." -> "14 Elm Street", "969 3rd Rd." stays).
 - **Prompt text** (``SYSTEM``, ``READ_REPLY``, ``QUESTION``): the crime-conversation format that the
   importer reads, the views write and the generative head asks.
 
