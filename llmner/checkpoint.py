@@ -38,6 +38,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             other than tensors and plain data, or is not llmner's.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file (expected a .ckpt file written by "
+                              "python -m llmner.train, e.g. <run>/checkpoints/last.ckpt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:

@@ -205,6 +205,7 @@ BAD_INPUTS = [  # (entry point, arguments, what the one line must say); {d}: the
     ("llmner.predict", ["ckpt_path={ckpt}", "file={d}/folder"], "file={d}/folder: is a directory"),
     ("llmner.predict", ["text=x"], "config ckpt_path: required"),
     ("llmner.evaluate", ["ckpt_path={d}/missing.ckpt"], "{d}/missing.ckpt: no such checkpoint file"),
+    ("llmner.evaluate", ["ckpt_path={d}/folder"], "{d}/folder: a directory, not a checkpoint file"),
     ("llmner.evaluate", ["ckpt_path={ckpt}", "data=conll2003", "data.path={d}/missing"], "{d}/missing: not a directory"),
     ("llmner.export", ["ckpt_path={ckpt}", "out={d}/afile"], "out={d}/afile: is a file"),
     ("llmner.export", ["ckpt_path={ckpt}", "out={d}/afile/model"], "out={d}/afile/model: cannot be created"),
