@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import copy
 import pickle
-import zipfile
 from pathlib import Path
 
 import torch
@@ -42,6 +41,9 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             other than tensors and plain data, or is not llmner's.
     """
     path = Path(path)
+    if path.is_dir():
+        raise CheckpointError(f"{path}: a directory, not a checkpoint file (expected a .ckpt file written by "
+                              "python -m llmner.train, e.g. <run>/checkpoints/last.ckpt)")
     if not path.is_file():
         raise CheckpointError(f"{path}: no such checkpoint file")
     try:
@@ -53,9 +55,10 @@ def read_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
             raise CheckpointError(f"{path}: holds Python objects other than tensors and plain data, so it was not "
                                   f"loaded (it could run code); it is not an llmner checkpoint ({first})") from None
         raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {first}") from None
-    except (RuntimeError, EOFError, zipfile.BadZipFile, OSError, ValueError) as err:
-        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt or truncated?): {first}") from None
+    except Exception as err:  # noqa: BLE001 - a damaged file fails anywhere in the unpickler (a text file: KeyError)
+        first = str(err).strip().splitlines()[0] if str(err).strip() else "no data"
+        raise CheckpointError(f"{path}: not a readable PyTorch checkpoint (corrupt, truncated or not a checkpoint?): "
+                              f"{type(err).__name__}: {first}") from None
     if not isinstance(checkpoint, dict) or "llmner" not in checkpoint or "state_dict" not in checkpoint:
         raise CheckpointError(f"{path}: not an llmner checkpoint (no 'llmner' entry); write one with python -m llmner.train")
     return checkpoint

@@ -13,12 +13,14 @@ import logging
 import os
 import sys
 import warnings
+from pathlib import Path
 from typing import Any, Callable
 
 from hydra.errors import InstantiationException
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from omegaconf.errors import MissingMandatoryValue
 
-from llmner.errors import LlmnerError
+from llmner.errors import ConfigError, LlmnerError
 from llmner.memory import return_freed_memory
 
 log = logging.getLogger(__name__)
@@ -41,6 +43,9 @@ def user_error(err: BaseException) -> str | None:
         err = err.__cause__
     if isinstance(err, LlmnerError):
         return str(err)
+    if isinstance(err, MissingMandatoryValue):  # a `???` value of the config that the command line did not set
+        name = getattr(err, "full_key", None) or "value"
+        return f"config {name}: required, give it on the command line ({name}=...)"
     if key is not None and isinstance(err, (ValueError, TypeError, MisconfigurationException)):  # a constructor refused a config value
         hint = next((f" ({h})" for k, h in HINTS.items() if k in str(err)), "")
         return f"config {key}: {err}{hint}"
@@ -68,6 +73,35 @@ def quiet_libraries() -> None:
         return
     for rule in QUIET:
         warnings.filterwarnings("ignore", **rule)
+
+
+def input_file(key: str, value: str | os.PathLike, expected: str) -> Path:
+    """``value`` as a path, checked to be a readable file before any work starts.
+
+    Raises:
+        ConfigError: ``key=value: <what is wrong> (expected <expected>)``.
+    """
+    path = Path(value)
+    problem = ("no such file" if not path.exists() else "is a directory" if path.is_dir()
+               else "cannot be read" if not os.access(path, os.R_OK) else None)
+    if problem:
+        raise ConfigError(f"{key}={value}: {problem} (expected {expected})")
+    return path
+
+
+def output_dir(key: str, value: str | os.PathLike) -> Path:
+    """``value`` as a directory path that can be created or written into (nothing is created here).
+
+    Raises:
+        ConfigError: ``key=value`` is a file, or lies under a file or a directory that is not writable.
+    """
+    path = Path(value)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{key}={value}: is a file (expected a directory to write into; it is created if missing)")
+    nearest = next(p for p in (path.absolute(), *path.absolute().parents) if p.exists())
+    if not nearest.is_dir() or not os.access(nearest, os.W_OK | os.X_OK):
+        raise ConfigError(f"{key}={value}: cannot be created or written ({nearest} is not a writable directory)")
+    return path
 
 
 def run(command: str, work: Callable[[], Any]) -> Any:

@@ -159,7 +159,7 @@ def token_classifier(base, head, tags: list[str]):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
-    cli.run("export", lambda: export(cfg.ckpt_path, cfg.out, cfg.format, cfg.gguf_dtype))
+    cli.run("export", lambda: export(cfg.ckpt_path, cli.output_dir("out", cfg.out), cfg.format, cfg.gguf_dtype))
 
 
 if __name__ == "__main__":

@@ -33,11 +33,14 @@ def _batches(lines: Iterable[str], size: int) -> Iterator[list[str]]:
 
 def predict(cfg: DictConfig, out=sys.stdout) -> list[dict]:
     """Print (and return) the entities of ``cfg.text``, of each line of ``cfg.file``, or of stdin."""
+    file = None
+    if cfg.get("text") is None and cfg.get("file"):  # checked before the model loads
+        file = cli.input_file("file", cfg.file, "a UTF-8 text file, one text per line")
     model = load(cfg.ckpt_path)
     if cfg.get("text") is not None:
         batches: Iterable[list[str]] = [[str(cfg.text)]]
-    elif cfg.get("file"):
-        with open(cfg.file, encoding="utf-8") as f:
+    elif file is not None:
+        with open(file, encoding="utf-8") as f:
             batches = list(_batches(f, cfg.batch_size))
     else:
         interactive = sys.stdin.isatty()

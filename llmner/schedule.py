@@ -7,8 +7,8 @@ done and the share of training time used, so the learning rate reaches 0 when th
 when a budget that would have ended later runs out (a 15-minute run inside ``max_epochs: 100``
 must not spend all its time warming up for 175,600 steps).
 
-Time is counted from the first optimizer step: setting up the trunk cache, which may run inside
-the ``max_time`` budget, is not part of the warm-up. With steps alone the factors equal
+Time is counted from the start of the first training batch (``start``, called by the module):
+filling the trunk cache, which runs inside the ``max_time`` budget, is not part of the warm-up. With steps alone the factors equal
 ``transformers.get_linear_schedule_with_warmup``'s, which knows steps only; hence this module.
 """
 
@@ -45,23 +45,25 @@ class BudgetSchedule:
     def __init__(self, total_steps: float, warmup: float, timer: Timer | None = None) -> None:
         self.total_steps = float(total_steps)
         self.warmup = float(warmup)
-        self.start_s: float | None = None  # the timer's elapsed training time at the first step
+        self.start_s: float | None = None  # the timer's elapsed training time when the first batch started
         self.timer = timer
 
+    def start(self) -> None:
+        """Start the schedule's clock (at the first training batch; a resumed run keeps its start)."""
+        if self.start_s is None and self.timer is not None:
+            self.start_s = self.timer.time_elapsed("train")
+
     def time_share(self) -> float:
-        """The share of ``max_time`` used since the first optimizer step (0 without a time budget)."""
-        if self.timer is None or self.timer.time_remaining("train") is None:
+        """The share of ``max_time`` used since the first training batch (0 without a time budget or before it)."""
+        if self.timer is None or self.start_s is None or self.timer.time_remaining("train") is None:
             return 0.0
         elapsed, remaining = self.timer.time_elapsed("train"), self.timer.time_remaining("train")
-        if self.start_s is None:
-            self.start_s = elapsed
         span = elapsed + remaining - self.start_s
         return min(1.0, (elapsed - self.start_s) / span) if span > 0 else 1.0
 
     def progress(self, step: int) -> float:
         steps = step / self.total_steps if math.isfinite(self.total_steps) and self.total_steps > 0 else 0.0
-        # step 0 is LambdaLR's call at construction, before training: the clock has not started
-        return max(steps, self.time_share() if step > 0 else 0.0)
+        return max(steps, self.time_share())
 
     def __call__(self, step: int) -> float:
         return lr_factor(self.progress(step), self.warmup)

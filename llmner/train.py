@@ -16,6 +16,7 @@ from llmner.builders import build_model, count_parameters, instantiate_dict
 from llmner.callbacks import RunOutputs
 from llmner.checkpoint import read_checkpoint
 from llmner.distributed import hydra_job
+from llmner.errors import ConfigError
 from llmner.guards import check_selection
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     apply_budget(cfg.trainer)
     resume = cfg.get("ckpt_path")
     if resume and Path(resume).is_dir():  # DeepSpeed writes a folder of shards; its strategy reads it
+        if not (Path(resume) / "latest").is_file() and not (Path(resume) / "checkpoint").is_dir():
+            raise ConfigError(f"ckpt_path={resume}: a directory, not a checkpoint (expected a .ckpt file, or the "
+                              "folder a trainer=deepspeed_* run wrote)")
         log.info("resuming from the DeepSpeed checkpoint %s", resume)
     elif resume:  # a clear error now for a missing or foreign file, not Lightning's traceback later
         step = read_checkpoint(resume).get("global_step", 0)

@@ -1,10 +1,11 @@
-"""What a new user tries first: the README's command shapes, short budgets, a crash and a resume.
+"""What a new user tries first: the README's command shapes, short budgets, a crash and a resume, bad file arguments.
 
 Each command shape of the README is composed against the real config (so the README cannot name a
 key or a group that does not exist), and the shapes that once crashed are run on the tiny model.
 """
 
 import logging
+import os
 import re
 import shlex
 import signal
@@ -13,6 +14,7 @@ import sys
 import time
 from pathlib import Path
 
+import lightning as L
 import pytest
 import torch
 
@@ -80,13 +82,14 @@ def test_every_readme_command_composes(module, config, least, tiny_conll, tiny_c
 
 @pytest.mark.parametrize("overrides", [
     ["debug=fast"],                                                   # the default selection
-    ["experiment=crime_crf_cpu", "debug=fast", "backbone.layer=-1"],  # its val_check_interval (80) > batches (40)
+    ["experiment=crime_crf_cpu", "debug=fast", "backbone.layer=-1"],  # its val_check_interval (80) > the budget
 ])
 def test_debug_fast_runs_and_validates_at_the_end(overrides, tmp_path):
     cfg = compose_config(overrides + ["backbone=tiny_random", "trainer.accelerator=cpu", "data.corpus.num_train=200",
                                       "data.corpus.num_validation=20", "data.corpus.num_test=20"], tmp_path)
+    assert cfg.trainer.max_steps <= 5 and cfg.model.encoder.max_length <= 128  # few, short windows
     metrics, objects = train(cfg)
-    assert metrics["train/steps"] == 20  # debug=fast's budget, whatever the epochs
+    assert metrics["train/steps"] == cfg.trainer.max_steps  # debug=fast's budget, whatever the epochs
     assert "val/f1" in metrics and "test/f1" in metrics
     assert objects["best_ckpt"] and Path(objects["best_ckpt"]).is_file()  # validated, so selected
 
@@ -118,23 +121,41 @@ def test_max_steps_overrides_max_epochs(tiny_conll, tmp_path):
     assert metrics["train/steps"] == 50  # an epoch is 15 batches: max_epochs=3 would stop at 45
 
 
+class PauseAt(L.Callback):
+    """Stops the run in its tracks once ``step`` steps are done: writes ``marker`` and sleeps, so that a
+    test can kill it at a known step, whatever the machine's speed (a test's own callback, run by the child)."""
+
+    def __init__(self, step: int, marker: str) -> None:
+        self.step, self.marker = step, marker
+
+    def on_train_batch_start(self, trainer, module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:  # the checkpoints of that step were written at its batch's end
+            Path(self.marker).write_text(str(trainer.global_step))
+            time.sleep(600)
+
+
 def test_killed_run_resumes_from_its_latest_checkpoint_to_the_same_final_step(tiny_conll, tmp_path, caplog):
-    total = 240
+    total, killed_at = 30, 20
+    marker = tmp_path / "paused"
     args = [sys.executable, "-m", "llmner.train", *TINY, f"data.path={tiny_conll}", "data.batch_size=2", f"trainer.max_steps={total}",
-            "callbacks.latest.every_n_train_steps=10", "test=false", f"hydra.run.dir={tmp_path / 'killed'}"]
+            "callbacks.latest.every_n_train_steps=10", "test=false", f"hydra.run.dir={tmp_path / 'killed'}",
+            "+callbacks.pause._target_=tests.test_first_contact.PauseAt", f"+callbacks.pause.step={killed_at}",
+            f"+callbacks.pause.marker={marker}"]
     last = tmp_path / "killed" / "checkpoints" / "last.ckpt"
-    proc = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    log_file = tmp_path / "stderr.txt"
+    with open(log_file, "w") as stderr:
+        proc = subprocess.Popen(args, cwd=README.parent, stdout=subprocess.DEVNULL, stderr=stderr)
     try:
-        deadline = time.monotonic() + 300
-        while not last.exists() and proc.poll() is None and time.monotonic() < deadline:
-            time.sleep(0.05)
-        time.sleep(0.3)
+        deadline = time.monotonic() + 600
+        while not marker.exists() and proc.poll() is None and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert marker.exists(), log_file.read_text()[-3000:]
     finally:
-        proc.send_signal(signal.SIGKILL)
+        proc.send_signal(signal.SIGKILL)  # a crash: nothing of the run's own shutdown happens
         proc.wait()
     assert proc.returncode == -signal.SIGKILL and not (tmp_path / "killed" / "metrics.json").exists()
     step = torch.load(last, weights_only=True)["global_step"]
-    assert 10 <= step < total and step % 10 == 0
+    assert step == killed_at  # saved every 10 steps: the kill at step 20 finds step 20 on disk
     cfg = compose_config(TINY + [f"data.path={tiny_conll}", "data.batch_size=2", f"trainer.max_steps={total}", f"ckpt_path={last}",
                                  "test=false"], tmp_path / "resumed")
     with caplog.at_level(logging.INFO, logger="llmner.train"):
@@ -149,3 +170,70 @@ def test_last_checkpoint_is_the_final_state_not_the_best(tiny_conll, tmp_path):
                                         "test=false"], tmp_path)
     train(cfg)
     assert torch.load(tmp_path / "checkpoints" / "last.ckpt", weights_only=True)["global_step"] == 23
+
+
+def run_entry_point(module: str, args: list[str], tmp_path: Path, capsys) -> tuple[int, str]:
+    """``python -m <module> <args>`` in this process: its exit status and what it printed to stderr."""
+    import importlib
+
+    main = importlib.import_module(module).main
+    argv = sys.argv
+    sys.argv = [module, f"--config-path={README.parent / 'conf'}", *args, f"hydra.run.dir={tmp_path / 'hydra'}"]
+    try:
+        main()
+        code = 0
+    except SystemExit as exit_:
+        code = exit_.code
+    finally:
+        sys.argv = argv
+    return code, capsys.readouterr().err
+
+
+@pytest.fixture(scope="module")
+def inputs(tmp_path_factory, tiny_checkpoint):
+    """Bad inputs a new user gives by mistake: a text file for a checkpoint, a missing file, a folder, a file for a folder."""
+    d = tmp_path_factory.mktemp("bad")
+    (d / "bad.ckpt").write_text("junk\n")  # `echo junk > bad.ckpt`
+    (d / "folder").mkdir()
+    (d / "afile").write_text("not a folder\n")
+    return d
+
+
+BAD_INPUTS = [  # (entry point, arguments, what the one line must say); {d}: the inputs' folder, {ckpt}: a good checkpoint
+    ("llmner.predict", ["ckpt_path={d}/bad.ckpt", "text=x"], "{d}/bad.ckpt: not a readable PyTorch checkpoint"),
+    ("llmner.predict", ["ckpt_path={ckpt}", "file={d}/missing.txt"], "file={d}/missing.txt: no such file (expected a UTF-8 text file"),
+    ("llmner.predict", ["ckpt_path={ckpt}", "file={d}/folder"], "file={d}/folder: is a directory"),
+    ("llmner.predict", ["text=x"], "config ckpt_path: required"),
+    ("llmner.evaluate", ["ckpt_path={d}/missing.ckpt"], "{d}/missing.ckpt: no such checkpoint file"),
+    ("llmner.evaluate", ["ckpt_path={d}/folder"], "{d}/folder: a directory, not a checkpoint file"),
+    ("llmner.evaluate", ["ckpt_path={ckpt}", "data=conll2003", "data.path={d}/missing"], "{d}/missing: not a directory"),
+    ("llmner.export", ["ckpt_path={ckpt}", "out={d}/afile"], "out={d}/afile: is a file"),
+    ("llmner.export", ["ckpt_path={ckpt}", "out={d}/afile/model"], "out={d}/afile/model: cannot be created"),
+    ("llmner.export", ["ckpt_path={d}/bad.ckpt", "out={d}/out"], "{d}/bad.ckpt: not a readable PyTorch checkpoint"),
+    ("llmner.train", ["backbone=tiny_random", "ckpt_path={d}/bad.ckpt"], "{d}/bad.ckpt: not a readable PyTorch checkpoint"),
+    ("llmner.train", ["backbone=tiny_random", "ckpt_path={d}/folder"], "ckpt_path={d}/folder: a directory, not a checkpoint"),
+    ("llmner.train", ["backbone=tiny_random", "data=crime_bio", "data.path={d}/missing"], "{d}/missing: not a directory"),
+    ("llmner.train", ["backbone=tiny_random", "data=crime_conversations", "data.path={d}/missing.jsonl"],
+     "{d}/missing.jsonl: no such file (expected a JSONL file"),
+    ("llmner.train", ["backbone=tiny_random", "data=conll2003", "data.path={d}/afile"], "{d}/afile: not a directory"),
+]
+
+
+@pytest.mark.parametrize("module, args, message", BAD_INPUTS, ids=[f"{m}:{a[-1]}" for m, a, _ in BAD_INPUTS])
+def test_bad_file_arguments_get_one_line_and_status_2(module, args, message, inputs, tiny_checkpoint, tmp_path, capsys):
+    fill = dict(d=inputs, ckpt=tiny_checkpoint)
+    code, err = run_entry_point(module, [a.format(**fill) for a in args], tmp_path, capsys)
+    command = module.split(".")[-1]
+    assert code == 2, err
+    assert err.strip().splitlines()[-1].startswith(f"llmner {command}: {message.format(**fill)}"), err
+    assert "Traceback" not in err
+
+
+def test_a_text_file_as_checkpoint_is_one_line_from_the_shell(tmp_path):
+    """The shape the issue reported: ``echo junk > bad.ckpt`` then predict, as a subprocess."""
+    (tmp_path / "bad.ckpt").write_text("junk\n")
+    proc = subprocess.run([sys.executable, "-m", "llmner.predict", "ckpt_path=bad.ckpt", "text=x", f"hydra.run.dir={tmp_path}"],
+                          cwd=tmp_path, capture_output=True, text=True, timeout=300,
+                          env={**os.environ, "PYTHONPATH": str(README.parent)})
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert proc.stderr.strip().splitlines()[-1].startswith("llmner predict: bad.ckpt: not a readable PyTorch checkpoint")

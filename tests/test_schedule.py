@@ -38,12 +38,16 @@ def test_factor_by_hand():
     assert lr_factor(0.5, 0.0) == pytest.approx(0.5)
 
 
-def test_time_ending_first_drives_the_schedule_from_the_first_step():
+def test_time_ending_first_drives_the_schedule_from_the_first_batch():
     """max_epochs: 100 of a corpus gives 175,600 steps; a 100 s budget ends long before them."""
-    clock = Clock(elapsed=20.0, total=120.0)  # 20 s went to setting up (cache fill) before step 1
+    clock = Clock(elapsed=20.0, total=120.0)  # 20 s went to setting up (cache fill) before the first batch
     sched = BudgetSchedule(175_600, 0.1, clock)
     assert sched(0) == 0.0  # LambdaLR's call at construction
-    assert sched(1) == pytest.approx(1 / 17_560)  # the clock starts at the first step; one step of 175,600 done
+    sched.start()  # the module, at the first training batch
+    assert sched(1) == pytest.approx(1 / 17_560)  # no time used yet; one step of 175,600 done
+    clock.elapsed = 200.0
+    sched.start()  # a second call (or a resumed run's) keeps the first start
+    assert sched.start_s == 20.0
     by_hand = {25.0: 0.5, 30.0: 1.0, 75.0: 0.5, 120.0: 0.0, 130.0: 0.0}  # 100 s of training, 10 s warm-up
     for elapsed, factor in by_hand.items():
         clock.elapsed = elapsed
@@ -53,7 +57,7 @@ def test_time_ending_first_drives_the_schedule_from_the_first_step():
 def test_steps_ending_first_drive_the_schedule_under_a_time_budget():
     clock = Clock(elapsed=0.0, total=3600.0)
     sched = BudgetSchedule(100, 0.1, clock)
-    sched(1)
+    sched.start()
     clock.elapsed = 1.0  # 1% of the time, 50% of the steps
     assert sched(50) == pytest.approx(lr_factor(0.5, 0.1))
     assert sched(100) == 0.0
@@ -63,8 +67,9 @@ def test_the_schedule_state_is_plain_data_and_resumes():
     clock = Clock(elapsed=20.0, total=120.0)
     opt = torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0)
     scheduler = budget_scheduler(opt, 175_600, 0.1, clock)
+    scheduler.lr_lambdas[0].start()  # the first batch: the clock starts at 20 s
     opt.step()
-    scheduler.step()  # the first step: the clock starts at 20 s
+    scheduler.step()
     state = scheduler.state_dict()
     assert state["lr_lambdas"] == [{"total_steps": 175_600.0, "warmup": 0.1, "start_s": 20.0}]
     resumed = budget_scheduler(torch.optim.SGD([torch.nn.Parameter(torch.zeros(1))], lr=1.0), 175_600, 0.1,

@@ -7,7 +7,9 @@ The one owner of two rules that every path must apply the same way:
   "#" and "1457". Each corpus names its splitter (``ConllCorpus.splitter == "conll"``, the crime
   corpora ``"punct"``); the model's encoder stores it in the checkpoint.
 - **Placing values on words** (``locate_values``, ``values_to_tags``): the importer places gold
-  answer values of conversation files, the generative head its predicted values, by the same rule.
+  answer values of conversation files, the generative head its predicted values, by the same rule;
+  and back (``spans_to_answers``): tagged words become values without the sentence's punctuation
+  at their edges (``trim_value``: "14 Elm Street." -> "14 Elm Street", "969 3rd Rd." stays).
 
 Why by hand: the splitters are two regexes (nltk's Treebank tokenizer would be a dependency for
 one rule and splits "U.S." at the end of a sentence); the value-placing rule is this project's
@@ -193,11 +195,69 @@ def dedup(values: list) -> list:
     return list(dict.fromkeys(values))
 
 
+# A full stop that ends one of these stays on a value ("969 3rd Rd.", "Acme Corp.", "9:25 p.m."): the
+# conll splitter's abbreviations, and those of street addresses.
+_ADDRESS_ABBREVIATION = re.compile(r"^(?:Ave|Blvd|Rd|Ln|Ct|Pl|Hwy|Pkwy|Sq|Ste|Apt|Mt|Ft|Dept|Ter|Cres)$")
+_SENTENCE_PUNCT = ".,;:!?"
+_CLOSERS = {")": "(", "]": "[", "}": "{"}
+
+
+def _ends_abbreviation(text: str, start: int, dot: int) -> bool:
+    """Whether the full stop at ``dot`` ends an abbreviation that starts after ``start``."""
+    run = re.search(r"[A-Za-z.]*[A-Za-z]$", text[start:dot])  # "a.m" of "9:25a.m", "Corp" of "Acme Corp"
+    return bool(run) and bool(_ABBREVIATION.match(run.group()) or _ADDRESS_ABBREVIATION.match(run.group()))
+
+
+def _unmatched(text: str, start: int, end: int, char: str) -> bool:
+    """Whether the bracket or double quote ``char`` has no partner in ``text[start:end]``."""
+    if char == '"':
+        return text.count('"', start, end) % 2 == 1
+    opener = _CLOSERS.get(char)
+    if opener is not None:
+        return text.count(opener, start, end) < text.count(char, start, end)
+    closer = {v: k for k, v in _CLOSERS.items()}[char]
+    return text.count(closer, start, end) < text.count(char, start, end)
+
+
+def trim_value(text: str, start: int, end: int) -> tuple[int, int]:
+    """``(start, end)`` of the value ``text[start:end]`` without the punctuation at its edges that
+    belongs to the sentence around it.
+
+    A word tagger tags words, and the punct splitter makes the full stop after "14 Elm Street" a word
+    of its own: a value ends before a trailing ``.,;:!?`` (a full stop that ends an abbreviation,
+    "Rd." or "p.m.", stays) and before an unmatched closing bracket or quote (an inch mark after a
+    digit, 5'9", stays); it starts after a leading ``,;:`` or an unmatched opening bracket or quote;
+    brackets or quotes around the whole value go.
+    """
+    while True:
+        before = (start, end)
+        while start < end and (text[end - 1].isspace() or (text[end - 1] in _SENTENCE_PUNCT and not (
+                text[end - 1] == "." and _ends_abbreviation(text, start, end - 1)))):
+            end -= 1
+        while start < end and (text[start].isspace() or text[start] in ",;:"):
+            start += 1
+        if start >= end:
+            return start, end
+        first, last = text[start], text[end - 1]
+        inch = last == '"' and text[end - 2:end - 1].isdigit()
+        if (last in _CLOSERS or last == '"') and not inch and _unmatched(text, start, end, last):
+            end -= 1
+        elif first in "([{\"" and _unmatched(text, start, end, first):
+            start += 1
+        elif end - start > 1 and (_CLOSERS.get(last) == first or (first == last == '"' and not inch)):
+            start, end = start + 1, end - 1  # "(Oak Park)", "\"Anna Berg\""
+        if (start, end) == before:
+            return start, end
+
+
 def spans_to_answers(text: str, offsets: Offsets, tags: list[str], keys: list[str]) -> dict[str, list[str]]:
-    """``{type: [text slices]}`` (every key, values once each in order) from IOB2 word tags."""
+    """``{type: [text slices]}`` (every key, values once each in order) from IOB2 word tags, each
+    value without the sentence's punctuation at its edges (``trim_value``)."""
     out: dict[str, list[str]] = {k: [] for k in keys}
     for start, end, label in tags_to_spans([""] * len(tags), tags):
-        out.setdefault(label, []).append(text[offsets[start][0]:offsets[end - 1][1]])
+        first, last = trim_value(text, offsets[start][0], offsets[end - 1][1])
+        if first < last:  # a value of punctuation alone is no value
+            out.setdefault(label, []).append(text[first:last])
     return {k: dedup(v) for k, v in out.items()}
 
 

@@ -28,7 +28,7 @@ from torch import nn
 from llmner.checkpoint import FORMAT
 from llmner.errors import ConfigError
 from llmner.metrics import entity_scores
-from llmner.schedule import budget_scheduler
+from llmner.schedule import BudgetSchedule, budget_scheduler
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +202,12 @@ class LlmnerModule(L.LightningModule):
             self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
             return
         super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)
+
+    def on_train_batch_start(self, batch: Any, batch_idx: int) -> None:
+        for config in self.trainer.lr_scheduler_configs:  # a time budget's schedule starts with the first batch
+            for fn in getattr(config.scheduler, "lr_lambdas", []):
+                if isinstance(fn, BudgetSchedule):
+                    fn.start()
 
     def configure_optimizers(self):
         groups = [g for g in self.param_groups() if g["params"]]

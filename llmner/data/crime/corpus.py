@@ -112,6 +112,9 @@ class CrimeCorpus:
                 split: [report_to_sentence(r, source=f"generated:{split}:{i}") for i, r in enumerate(reports)]
                 for split, reports in generate_splits(self.sizes, self.seed).items()
             }
+        if not Path(self.path).is_dir():
+            raise DataError(f"{self.path}: not a directory (data.path must name a directory written by "
+                            "`python -m llmner.data.crime generate --out DIR`, or be null to generate reports)")
         files = {split: Path(self.path) / f"{split}.txt" for split in SPLITS}
         found = {split: read_conll(p, separator="\t") for split, p in files.items() if p.exists()}
         if not found:

@@ -129,6 +129,9 @@ def import_conversations(path: str | Path) -> ImportResult:
     Raises:
         DataError: ``file:line: ...`` for a line that is not ``{"conversation": "..."}``.
     """
+    if not Path(path).is_file():
+        raise DataError(f"{path}: {'is a directory' if Path(path).is_dir() else 'no such file'} (expected a JSONL file "
+                        'of {"conversation": "..."} lines)')
     result = ImportResult(path=str(path))
     with open(path, encoding="utf-8") as f:
         for lineno, line in enumerate(f, 1):
