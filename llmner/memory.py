@@ -21,7 +21,6 @@ from pathlib import Path
 
 import torch
 
-
 M_MMAP_THRESHOLD = -3  # glibc's mallopt parameter (malloc.h)
 MMAP_THRESHOLD = 4 * 2**20  # blocks this large or larger are mapped, and unmapped when freed
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
-from typing import Iterable, Iterator
+from collections.abc import Iterable, Iterator
 
 import hydra
 from omegaconf import DictConfig

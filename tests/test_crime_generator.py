@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
+from llmner.data.conll import read_conll
 from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.__main__ import main
-from llmner.data.conll import read_conll
 from llmner.data.crime.corpus import CrimeCorpus, split_by_fractions
 from llmner.data.crime.generator import Report, generate_reports
 from llmner.data.crime.importer import parse_conversation

@@ -5,15 +5,15 @@ from pathlib import Path
 
 import pytest
 
+from llmner.data.conll import read_conll
 from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.__main__ import main
-from llmner.data.conll import read_conll
 from llmner.data.crime.corpus import ConversationCorpus
 from llmner.data.crime.generator import Report, generate_reports
 from llmner.data.crime.importer import import_conversations, parse_conversation
-from llmner.data.text import locate_values
 from llmner.data.crime.views import answers_to_conversation, report_to_conversation, report_to_json
 from llmner.data.schema import DataError, Span
+from llmner.data.text import locate_values
 
 FIXTURE = Path(__file__).parent / "fixtures" / "crime_handwritten.jsonl"
 

@@ -147,7 +147,8 @@ def test_long_sentences_are_windowed_and_every_word_predicted(tiny_conll, tmp_pa
 
 
 def test_bad_data_exits_with_file_and_line(tmp_path):
-    import subprocess, sys
+    import subprocess
+    import sys
 
     for split in ("train", "validation", "test"):
         (tmp_path / f"{split}.txt").write_text("EU B-ORG\nrejects X-Y\n")
@@ -162,7 +163,8 @@ def test_bad_data_exits_with_file_and_line(tmp_path):
 
 
 def run_cli(args, tmp_path):
-    import subprocess, sys
+    import subprocess
+    import sys
 
     return subprocess.run([sys.executable, "-m", *args, f"hydra.run.dir={tmp_path / 'run'}"],
                           capture_output=True, text=True, timeout=300)

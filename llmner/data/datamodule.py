@@ -10,7 +10,8 @@ from __future__ import annotations
 import logging
 import math
 import random
-from typing import Any, Callable, Protocol
+from collections.abc import Callable
+from typing import Any, Protocol
 
 import lightning as L
 import torch

@@ -19,7 +19,7 @@ annotation convention (``llmner/data/crime/__init__.py``).
 from __future__ import annotations
 
 import re
-from typing import Iterator
+from collections.abc import Iterator
 
 import regex
 

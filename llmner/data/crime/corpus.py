@@ -14,10 +14,10 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TypeVar
 
+from llmner.data.conll import read_conll
 from llmner.data.crime.generator import Report, generate_report
 from llmner.data.crime.importer import import_conversations
 from llmner.data.crime.views import report_to_sentence
-from llmner.data.conll import read_conll
 from llmner.data.schema import DataError, Sentence
 
 SPLITS = ("train", "validation", "test")
