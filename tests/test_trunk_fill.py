@@ -79,8 +79,10 @@ def filled_from_disk(tmp_path, ids, mask, **kw):
 
 def test_a_stored_trunk_is_reused_by_the_same_settings_only(tmp_path):
     ids, mask, _ = batch()
-    computed, _, b = filled_from_disk(tmp_path, ids, mask)
-    assert computed == 3 and len(list(tmp_path.glob("*/*.states"))) == 1
+    twice = windows_of(ids, mask) + windows_of(ids[:1], mask[:1])  # a repeated window, in the same batch
+    trunk._STORES.clear()
+    b, _ = make(True, cache_dir=str(tmp_path))
+    assert b.fill(twice) == 3 and len(list(tmp_path.glob("*/*.states"))) == 1
     first = {k: v.clone() for k, v in b.trunk.store.items()}
     computed, calls, b = filled_from_disk(tmp_path, ids, mask)  # the same settings: read from disk
     assert computed == 0 and calls == []

@@ -205,6 +205,7 @@ class TrunkCache:
                 for i in todo:
                     store[keys[i]] = states[i, real[i]].to(self.dtype).cpu()  # (T_i, H)
             fresh_keys += [keys[i] for i in todo]
+        fresh_keys = list(dict.fromkeys(fresh_keys))  # a window twice in one batch (a repeated sentence) is kept once
         if self.directory is not None:
             self._save_shard(fresh_keys)
         return len(fresh_keys)
