@@ -222,7 +222,7 @@ class Backbone(nn.Module):
         """Position ids counted over real tokens only: (B, T) -> (B, T)."""
         return (attention_mask.long().cumsum(-1) - 1).clamp(min=0)
 
-    def fill(self, windows: list[list[int]], max_tokens: int = 16384, desc: str = "trunk cache") -> int:
+    def fill(self, windows: list[list[int]], max_tokens: int = 4096, desc: str = "trunk cache") -> int:
         """Compute the cached trunk's states of every window up front (``backbone.cache``).
 
         Args:
