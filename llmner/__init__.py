@@ -4,7 +4,7 @@ __version__ = "0.1.0"
 
 
 def load(ckpt_path: str):
-    """Rebuild a trained model from an llmner checkpoint (see ``llmner.builders.load``).
+    """Rebuild a trained model from an llmner checkpoint or ONNX export directory (see ``llmner.builders.load``).
 
     Whatever its head (linear, CRF, generative), ``load(path).predict(["some text", ...])`` returns
     one ``{type: [values]}`` dict per text.

@@ -45,12 +45,20 @@ def count_parameters(model: LlmnerModule) -> tuple[int, int]:
 def load(ckpt_path: str | Path, map_location: str = "cpu") -> LlmnerModule:
     """Rebuild a trained model from an llmner checkpoint (config + trained weights), in eval mode.
 
+    An ONNX export (``python -m llmner.export ... format=onnx``: its directory, or one of its
+    ``.onnx`` files such as ``model.int8.onnx``) loads as an ``llmner.onnx_model.OnnxTagger``,
+    whose ``predict`` is the tagger's.
+
     The frozen backbone is loaded from the source named in the stored config; the checkpoint
     supplies the adapters, head and CRF. Checkpoints of earlier llmner versions are upgraded.
 
     Raises:
         llmner.errors.CheckpointError: a missing, unreadable or foreign file.
     """
+    from llmner.onnx_model import OnnxTagger, is_onnx_export
+
+    if is_onnx_export(ckpt_path):
+        return OnnxTagger(ckpt_path)
     checkpoint = read_checkpoint(ckpt_path, map_location)
     cfg = OmegaConf.create(upgrade_config(checkpoint["llmner"]["config"]))
     model = build_model(cfg, checkpoint["llmner"]["tags"])

@@ -1,5 +1,8 @@
 """Export a checkpoint as a standard transformers model: ``python -m llmner.export ckpt_path=... out=DIR``.
 
+``format=onnx`` (tag heads): ``DIR/model.onnx`` (emissions), with ``quantize=int8`` also
+``DIR/model.int8.onnx``, the tag set and CRF scores in ``DIR/llmner_onnx.json`` (``llmner.onnx_export``).
+
 ``format=gguf`` (generative head): ``DIR/model.gguf``, the merged model for llama.cpp and Ollama
 (``gguf_dtype``: f16 or f32), an Ollama ``DIR/Modelfile`` and ``DIR/llmner_prompt.json``
 (``llmner.gguf_export``).
@@ -45,14 +48,16 @@ from llmner.gguf_export import DTYPES
 log = logging.getLogger(__name__)
 
 
-FORMATS = ("hf", "gguf")
+FORMATS = ("hf", "gguf", "onnx")
 
 
-def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtype: str = "f16") -> Path:
+def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtype: str = "f16",
+           quantize: str | None = None) -> Path:
     """Write the merged model, its tokenizer and the head (tag heads) or prompt (generative) to ``out``.
 
     ``format="gguf"``: the merged causal LM as ``out/model.gguf`` plus an Ollama ``Modelfile``
-    (generative checkpoints only: llama.cpp has no token-classification head).
+    (generative checkpoints only: llama.cpp has no token-classification head). ``format="onnx"``:
+    ``out/model.onnx`` (``quantize="int8"``: and ``out/model.int8.onnx``), tag heads only.
     """
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}, got {format!r}")
@@ -67,6 +72,10 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     out.mkdir(parents=True, exist_ok=True)
     if format == "gguf":
         return _export_gguf(model, out, gguf_dtype)
+    if format == "onnx":
+        from llmner.onnx_export import write_onnx
+
+        return write_onnx(model, _merged(backbone), out, quantize)
     if hasattr(backbone.model, "peft_config"):
         backbone.model.save_pretrained(out / "adapter")
     merged = _merged(backbone)
@@ -159,7 +168,8 @@ def token_classifier(base, head, tags: list[str]):
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
-    cli.run("export", lambda: export(cfg.ckpt_path, cli.output_dir("out", cfg.out), cfg.format, cfg.gguf_dtype))
+    cli.run("export", lambda: export(cfg.ckpt_path, cli.output_dir("out", cfg.out), cfg.format, cfg.gguf_dtype,
+                                     cfg.get("quantize")))
 
 
 if __name__ == "__main__":

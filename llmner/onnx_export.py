@@ -1,0 +1,155 @@
+"""ONNX export of a tag-head checkpoint: ``python -m llmner.export ckpt_path=... out=DIR format=onnx [quantize=int8]``.
+
+``DIR`` gets:
+
+- ``model.onnx``: the merged backbone (LoRA folded in) and the head's linear layer as one graph,
+  inputs ``input_ids``, ``attention_mask`` (B, T) and ``first``, ``last`` (B, W: each word's first
+  and last subword position, as ``WindowEncoder.collate`` gives them), output ``emissions``
+  (B, W, K), all axes dynamic. The reading is the trained one: the bidirectional layers of
+  ``backbone.attention`` (the attention schedule's hooks are traced into the masks), the
+  positions counted over real tokens, the subword pooling (``model.subword``) and, through the
+  encoder settings below, repetition (the window is given ``repeat`` times in ``input_ids`` and
+  ``first``/``last`` point into the last copy). Per-subword emissions: pass ``first = last =
+  arange(T)`` (every pooling but ``first_last`` is then the identity);
+- ``model.int8.onnx`` with ``quantize=int8``: the same graph with dynamically quantized int8
+  weights of its matrix products (activations quantized on the fly; no calibration data);
+- ``llmner_onnx.json``: the tag set, the head (``linear`` or ``crf``), the CRF's start, end and
+  transition scores (``transitions[from][to]``, as trained: the IOB2 constraints are applied
+  when decoding), the encoder settings (window length, overlap, word splitter, repetition,
+  special tokens) and the files;
+- the tokenizer (``save_pretrained``).
+
+``llmner.load(DIR)`` (or ``load(DIR/"model.int8.onnx")``) reads it back (``llmner.onnx_model``).
+
+Tools, and why: ``torch.onnx.export`` with ``dynamo=True`` (the default and recommended exporter
+of torch 2.13; the TorchScript one is deprecated and its ``dynamic_axes`` are replaced by
+``dynamic_shapes``). It captures the model through ``torch.export``, so Python-side logic such
+as the attention schedule's pre-hooks and transformers' mask builders is traced as the model runs
+it, and it needs ``onnxscript``. optimum's exporters were not used: they export a stock
+architecture from its config and would drop llmner's hooks, pooling and head. Quantization is
+onnxruntime's ``quantize_dynamic`` (weights int8 per tensor, ``MatMul``/``Gemm`` only: the
+embedding lookup and the norms stay float32), the maintained tool for a CPU int8 graph.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from llmner.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+SPEC = "llmner_onnx.json"
+INPUTS = ("input_ids", "attention_mask", "first", "last")
+QUANTIZE = (None, "int8")
+FILES = {"fp32": "model.onnx", "int8": "model.int8.onnx"}
+
+
+class EmissionGraph(nn.Module):
+    """The tagger's forward as a function of tensors (what ``torch.onnx.export`` traces)."""
+
+    def __init__(self, tagger: nn.Module) -> None:
+        super().__init__()
+        self.tagger = tagger
+
+    def forward(self, input_ids, attention_mask, first, last) -> torch.Tensor:
+        """(B, T), (B, T), (B, W), (B, W) -> emissions (B, W, K)."""
+        return self.tagger({"input_ids": input_ids, "attention_mask": attention_mask, "first": first, "last": last})
+
+
+def crf_scores(head: nn.Module) -> dict | None:
+    """The CRF's trained scores as lists (``None`` for the linear head)."""
+    crf = getattr(head, "crf", None)
+    if crf is None:
+        return None
+    raw = {n: p.detach().float() for n, p in crf.named_parameters()}  # unconstrained: the decoder masks them
+    return {"start": raw["start_transitions"].tolist(), "end": raw["end_transitions"].tolist(),
+            "transitions": raw["transitions"].tolist()}
+
+
+def encoder_settings(encoder) -> dict:
+    """What rebuilds the ``WindowEncoder`` beside the graph (special tokens included, as resolved)."""
+    return {"max_length": encoder.max_length, "context_words": encoder.context_words, "splitter": encoder.splitter,
+            "repeat": encoder.repeat, "prefix": list(encoder.prefix), "suffix": list(encoder.suffix)}
+
+
+def _example(model) -> tuple[torch.Tensor, ...]:
+    """A padded batch of two texts of different lengths: the traced graph must not assume either."""
+    windows, _ = model.encoder.encode_texts(["John Smith visited Paris on Monday .",
+                                             "the Red Cross said Anna Berg will lead it in New York ."])
+    batch = model.encoder.collate(windows)
+    return tuple(batch[k] for k in INPUTS)
+
+
+def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None, check: bool = True) -> Path:
+    """Write ``out/model.onnx`` (and ``model.int8.onnx``), the tokenizer and ``llmner_onnx.json``.
+
+    Args:
+        model: a loaded ``TaggerModule``.
+        merged: its backbone's transformers model with the adapter merged in (``export._merged``).
+        quantize: ``None`` or ``int8`` (also writes the dynamically quantized graph).
+        check: run onnxruntime on the example batch and compare with torch (logs the largest difference).
+    """
+    if quantize not in QUANTIZE:
+        raise ConfigError(f"quantize must be null or int8, got {quantize!r}")
+    if not hasattr(model.head, "proj"):
+        raise ConfigError("format=onnx exports a tag head (linear or crf); a generative checkpoint exports "
+                          "with format=hf or format=gguf")
+    if any(p.dtype in (torch.uint8, torch.int8) for p in merged.parameters()):
+        raise ConfigError("format=onnx needs float weights: this 4-bit backbone did not merge into a float model")
+    backbone = model.backbone
+    backbone.model = merged.float()  # an ONNX graph in float32 whatever the training dtype
+    model.head.float()
+    if backbone.trunk is not None:  # the cache is a training device: the graph runs every layer
+        backbone.trunk = None
+    out.mkdir(parents=True, exist_ok=True)
+    graph = EmissionGraph(model).eval()
+    args = _example(model)
+    batch, tokens, words = torch.export.Dim("batch"), torch.export.Dim("tokens"), torch.export.Dim("words")
+    shapes = ({0: batch, 1: tokens}, {0: batch, 1: tokens}, {0: batch, 1: words}, {0: batch, 1: words})
+    with torch.no_grad():
+        program = torch.onnx.export(graph, args, input_names=list(INPUTS), output_names=["emissions"],
+                                    dynamic_shapes=shapes, dynamo=True, verbose=False)
+    path = out / FILES["fp32"]
+    program.save(str(path))
+    files = {"fp32": FILES["fp32"]}
+    if quantize == "int8":
+        from onnxruntime.quantization import QuantType, quantize_dynamic
+
+        big = sum(p.numel() * 4 for p in merged.parameters()) > 1.8e9  # protobuf's 2 GB limit
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(max(level, logging.WARNING))  # the quantizer logs every skipped node on the root logger
+        try:
+            quantize_dynamic(path, out / FILES["int8"], weight_type=QuantType.QInt8,
+                             op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=big)
+        finally:
+            root.setLevel(level)
+        files["int8"] = FILES["int8"]
+    backbone.tokenizer.save_pretrained(out)
+    spec = {"format": 1, "tags": model.tags, "head": "crf" if hasattr(model.head, "crf") else "linear",
+            "crf": crf_scores(model.head), "encoder": encoder_settings(model.encoder), "subword": model.subword,
+            "attention": {k: model.run_config.get("backbone", {}).get(k) for k in ("attention", "unmask_layers")},
+            "inputs": list(INPUTS), "outputs": ["emissions"], "files": files}
+    (out / SPEC).write_text(json.dumps(spec, indent=1) + "\n")
+    if check:
+        for variant, name in files.items():
+            log.info("%s: largest emission difference to torch on an example batch %.2e", name,
+                     _difference(out / name, graph, args))
+    log.info("exported ONNX graph(s) %s to %s", ", ".join(files.values()), out)
+    return out
+
+
+def _difference(path: Path, graph: nn.Module, args: tuple[torch.Tensor, ...]) -> float:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    got = session.run(["emissions"], {k: v.numpy() for k, v in zip(INPUTS, args)})[0]
+    with torch.no_grad():
+        want = graph(*args).numpy()
+    return float(abs(got - want).max())
