@@ -61,6 +61,8 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     """
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}, got {format!r}")
+    if quantize is not None and (format != "onnx" or quantize != "int8"):
+        raise ConfigError(f"quantize={quantize} is for format=onnx, and must be int8 or null")
     if format == "gguf" and gguf_dtype not in DTYPES:
         raise ConfigError(f"gguf_dtype must be one of {DTYPES}, got {gguf_dtype!r}")
     model = load(ckpt_path)

@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import warnings
 from pathlib import Path
 
 import torch
@@ -112,7 +113,8 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
     args = _example(model)
     batch, tokens, words = torch.export.Dim("batch"), torch.export.Dim("tokens"), torch.export.Dim("words")
     shapes = ({0: batch, 1: tokens}, {0: batch, 1: tokens}, {0: batch, 1: words}, {0: batch, 1: words})
-    with torch.no_grad():
+    with torch.no_grad(), warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message=".*axis name.*will not be used")  # each input repeats the names
         program = torch.onnx.export(graph, args, input_names=list(INPUTS), output_names=["emissions"],
                                     dynamic_shapes=shapes, dynamo=True, verbose=False)
     path = out / FILES["fp32"]
