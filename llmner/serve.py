@@ -67,16 +67,18 @@ class RequestLimits:
         if scope["type"] != "http" or scope["path"] != self.path or scope["method"] != "POST":
             await self.app(scope, receive, send)
             return
-        body, more = b"", True
-        while more:
+        body, size, more = b"", 0, True
+        while more:  # an oversized body is read to its end but not kept: a client reads its 413, not a reset
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            body += message.get("body", b"")
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            body = body + chunk if size <= self.max_bytes else b""
             more = message.get("more_body", False)
-            if len(body) > self.max_bytes:
-                await self._reply(scope, receive, send, 413, f"request body over {self.max_bytes} bytes")
-                return
+        if size > self.max_bytes:
+            await self._reply(scope, receive, send, 413, f"request body of {size} bytes; the limit is {self.max_bytes}")
+            return
         error = check_request(body, self.max_texts, self.max_chars)
         if error is not None:
             await self._reply(scope, receive, send, *error)
