@@ -22,9 +22,12 @@ holds the adapter alone in peft's format (``PeftModel.from_pretrained(base, DIR/
   holds ``{"state_dict": head weights (linear layer, CRF transitions), "tags": [...],
   "head": head config, "subword": "first"|"last"|"mean"|"first_last", "attention": backbone
   attention settings, "repeat": input repetition}``
-  (``torch.load(DIR/"llmner_head.pt")``; the head classes are ``llmner.heads``). A model trained
-  with bidirectional layers or repeated input needs those settings to read the same features:
-  a plain ``AutoModel`` is causal, so the export says so in the log.
+  (``torch.load(DIR/"llmner_head.pt")``; the head classes are ``llmner.heads``).
+  A model whose reading is not the stock one (bidirectional layers, repeated windows, a pooling
+  other than the first subword, or a CRF) is written as custom code instead (``llmner.hf_custom``):
+  ``pipeline("token-classification", model=DIR, trust_remote_code=True)`` then splits words,
+  windows, reads and decodes (CRF Viterbi) as ``llmner.predict`` does and returns entities with
+  offsets; ``AutoModel.from_pretrained(DIR)`` still gives the bare merged backbone.
 """
 
 from __future__ import annotations
@@ -86,23 +89,23 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
         merged.save_pretrained(out)
         (out / "llmner_prompt.json").write_text(_prompt_json(model))
     else:
-        token_classifier(merged, model.head, model.tags).save_pretrained(out)
+        from llmner.hf_custom import needs_custom_code, write_custom
+
+        if needs_custom_code(model):  # bidirectional layers, repetition, pooling or a CRF: llmner's reading as code
+            write_custom(model, merged, out)
+            log.info("%s reads text as llmner does with custom code: pipeline('token-classification', model=%r, "
+                     "trust_remote_code=True)", out, str(out))
+        else:
+            token_classifier(merged, model.head, model.tags).save_pretrained(out)
         if hasattr(model.head, "crf"):
             crf = model.head.crf
             (out / "crf_transitions.json").write_text(json.dumps({
                 "tags": model.tags, "start": crf.start_transitions.tolist(), "end": crf.end_transitions.tolist(),
                 "transitions": crf.transitions.tolist(),  # [from][to]
             }) + "\n")
-        if model.subword != "first":
-            log.warning("the model reads words by their %s subword(s); the token-classification pipeline tags "
-                        "each subword, so aggregate its output accordingly", model.subword)
         bcfg = model.run_config.get("backbone", {})
         attention = {"attention": bcfg.get("attention"), "unmask_layers": bcfg.get("unmask_layers", "all")}
         repeat = model.encoder.repeat
-        if attention["attention"] == "bidirectional" or repeat > 1:
-            log.warning("this model reads features with attention=%s, unmask_layers=%s, repeat=%d: a plain "
-                        "AutoModel of %s is causal and reads each window once; see llmner_head.pt",
-                        attention["attention"], attention["unmask_layers"], repeat, out)
         torch.save({"state_dict": model.head.state_dict(), "tags": model.tags, "head": model.run_config.get("head"),
                     "subword": model.subword, **attention, "repeat": repeat}, out / "llmner_head.pt")
     log.info("exported %s to %s", ckpt_path, out)

@@ -1,0 +1,1 @@
+"""Files that ``llmner.export`` copies into a transformers model directory (custom code: torch and transformers only)."""
