@@ -1,0 +1,85 @@
+"""Words/s and test F1 of one tagger run three ways: torch (the checkpoint), ONNX Runtime fp32 and int8.
+
+Usage (from the repository root; exports the checkpoint to ONNX first unless --onnx names an export):
+    OMP_NUM_THREADS=1 python experiments/scripts/inference_cpu.py --ckpt CKPT [--onnx DIR] \
+        [--data ../shared/data/conll2003] [--sentences 1000] [--batch-size 32] [--rounds 2]
+
+Each backend tags the first N sentences of the test split with the checkpoint's own windows, batching
+(longest first) and decoding (CRF Viterbi or argmax); only the network differs. The backends take
+turns, ``--rounds`` times, and each one's fastest round is reported (the machine may be shared).
+F1 is entity-level micro F1 (``llmner.metrics.entity_scores``, conlleval's reading); "agree" is the
+share of words tagged as the torch checkpoint tags them. A trunk cache is switched off: every
+backend runs every layer in float32.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+
+import llmner  # noqa: E402
+from llmner.data.conll import find_split_file, read_conll  # noqa: E402
+from llmner.metrics import entity_scores  # noqa: E402
+
+
+def tag(model, sentences, batch_size: int) -> list[list[str]]:
+    """IOB2 tags of every word of ``sentences``, as ``TaggerModule.predict`` computes them."""
+    windows = model.encoder.encode(sentences, model.tags)
+    parts: dict[int, list[tuple[int, list[int]]]] = {}
+    order = sorted(windows, key=lambda w: -len(w.input_ids))
+    with torch.no_grad():
+        for i in range(0, len(order), batch_size):
+            chunk = order[i : i + batch_size]
+            batch = model.encoder.collate(chunk)
+            for w, p in zip(chunk, model.head.decode(model(batch), batch["word_mask"])):
+                parts.setdefault(w.sentence, []).append((w.offset, p))
+    return [[model.tags[t] for _, p in sorted(parts[k]) for t in p] for k in range(len(sentences))]
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--ckpt", required=True)
+    ap.add_argument("--onnx", help="an ONNX export of --ckpt (default: export to <ckpt>.onnx/)")
+    ap.add_argument("--data", default="../shared/data/conll2003")
+    ap.add_argument("--sentences", type=int, default=1000)
+    ap.add_argument("--batch-size", type=int, default=32)
+    ap.add_argument("--rounds", type=int, default=2)
+    args = ap.parse_args()
+    sentences = read_conll(find_split_file(Path(args.data), "test"))[: args.sentences]
+    words = sum(len(s.tokens) for s in sentences)
+    gold = [list(s.tags) for s in sentences]
+    onnx_dir = Path(args.onnx or f"{args.ckpt}.onnx")
+    if not (onnx_dir / "model.int8.onnx").is_file():
+        from llmner.export import export
+
+        start = time.perf_counter()
+        export(args.ckpt, onnx_dir, format="onnx", quantize="int8")
+        print(f"export (fp32 + int8): {time.perf_counter() - start:.0f} s", flush=True)
+    model = llmner.load(args.ckpt)
+    model.backbone.trunk = None
+    backends = {"torch": model, "onnx fp32": llmner.load(onnx_dir / "model.onnx"),
+                "onnx int8": llmner.load(onnx_dir / "model.int8.onnx")}
+    best: dict[str, float] = {}
+    tags: dict[str, list[list[str]]] = {}
+    for _ in range(args.rounds):
+        for name, m in backends.items():
+            start = time.perf_counter()
+            tags[name] = tag(m, sentences, args.batch_size)
+            best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
+    print(f"{len(sentences)} sentences, {words} words, batch {args.batch_size}, threads {torch.get_num_threads()}")
+    print("| backend | words/s | x torch | test F1 | words tagged as torch |")
+    print("|---|---|---|---|---|")
+    for name in backends:
+        f1 = entity_scores(gold, tags[name], "test")["test/f1"]
+        agree = sum(a == b for x, y in zip(tags[name], tags["torch"]) for a, b in zip(x, y)) / words
+        print(f"| {name} | {words / best[name]:,.0f} | {best['torch'] / best[name]:.2f} | {f1:.4f} | {agree:.4f} |")
+
+
+if __name__ == "__main__":
+    main()
