@@ -1,15 +1,18 @@
-"""Words/s and test F1 of one tagger run three ways: torch (the checkpoint), ONNX Runtime fp32 and int8.
+"""Words/s and test F1 of one tagger run three ways: torch (the checkpoint), ONNX Runtime fp32 and int8
+(and with --pipeline a fourth: transformers' pipeline over the custom-code export).
 
 Usage (from the repository root; exports the checkpoint to ONNX first unless --onnx names an export):
     OMP_NUM_THREADS=1 python experiments/scripts/inference_cpu.py --ckpt CKPT [--onnx DIR] \
-        [--data ../shared/data/conll2003] [--sentences 1000] [--batch-size 32] [--rounds 2]
+        [--data ../shared/data/conll2003] [--sentences 1000] [--batch-size 32] [--rounds 2] [--pipeline]
 
 Each backend tags the first N sentences of the test split with the checkpoint's own windows, batching
 (longest first) and decoding (CRF Viterbi or argmax); only the network differs. The backends take
 turns, ``--rounds`` times, and each one's fastest round is reported (the machine may be shared).
 F1 is entity-level micro F1 (``llmner.metrics.entity_scores``, conlleval's reading); "agree" is the
 share of words tagged as the torch checkpoint tags them. A trunk cache is switched off: every
-backend runs every layer in float32.
+backend runs every layer in float32. The pipeline reads each sentence as raw text (its tokens joined
+by spaces, split again by the corpus's splitter) and returns entities with offsets, which are
+mapped back onto the tokens: it runs one text at a time, as a pipeline call with a list does.
 """
 
 from __future__ import annotations
@@ -42,6 +45,38 @@ def tag(model, sentences, batch_size: int) -> list[list[str]]:
     return [[model.tags[t] for _, p in sorted(parts[k]) for t in p] for k in range(len(sentences))]
 
 
+class PipelineBackend:
+    """transformers' pipeline on the custom-code export (``llmner.hf_custom``), tags per corpus token."""
+
+    def __init__(self, ckpt: str, directory: Path) -> None:
+        from transformers import pipeline
+
+        if not (directory / "modeling_llmner.py").is_file():
+            from llmner.export import export
+
+            export(ckpt, directory)
+        self.pipe = pipeline("token-classification", model=str(directory), trust_remote_code=True, device="cpu")
+
+    def tag(self, sentences) -> list[list[str]]:
+        texts, starts = [], []
+        for s in sentences:
+            pos, begin = 0, []
+            for w in s.tokens:
+                begin.append(pos)
+                pos += len(w) + 1
+            texts.append(" ".join(s.tokens))
+            starts.append(begin)
+        out = []
+        for s, begin, found in zip(sentences, starts, self.pipe(texts)):
+            tags = ["O"] * len(s.tokens)
+            for e in found:
+                inside = [i for i, b in enumerate(begin) if e["start"] <= b < e["end"]]
+                for j, i in enumerate(inside):
+                    tags[i] = f"{'B' if j == 0 else 'I'}-{e['entity_group']}"
+            out.append(tags)
+        return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", required=True)
@@ -50,6 +85,7 @@ def main() -> None:
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--pipeline", action="store_true", help="also the transformers pipeline (custom-code export)")
     args = ap.parse_args()
     sentences = read_conll(find_split_file(Path(args.data), "test"))[: args.sentences]
     words = sum(len(s.tokens) for s in sentences)
@@ -65,12 +101,14 @@ def main() -> None:
     model.backbone.trunk = None
     backends = {"torch": model, "onnx fp32": llmner.load(onnx_dir / "model.onnx"),
                 "onnx int8": llmner.load(onnx_dir / "model.int8.onnx")}
+    if args.pipeline:
+        backends["pipeline"] = PipelineBackend(args.ckpt, Path(f"{args.ckpt}.hf"))
     best: dict[str, float] = {}
     tags: dict[str, list[list[str]]] = {}
     for _ in range(args.rounds):
         for name, m in backends.items():
             start = time.perf_counter()
-            tags[name] = tag(m, sentences, args.batch_size)
+            tags[name] = m.tag(sentences) if isinstance(m, PipelineBackend) else tag(m, sentences, args.batch_size)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
     print(f"{len(sentences)} sentences, {words} words, batch {args.batch_size}, threads {torch.get_num_threads()}")
     print("| backend | words/s | x torch | test F1 | words tagged as torch |")
