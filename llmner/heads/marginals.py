@@ -90,11 +90,13 @@ class CRFLattice:
 
 def crf_lattices(emissions: torch.Tensor, mask: torch.Tensor, start: torch.Tensor, end: torch.Tensor,
                  transitions: torch.Tensor) -> list[CRFLattice]:
-    """One ``CRFLattice`` per row of a batch (float32 or wider, on the CPU). Shapes as ``forward_backward``."""
-    dtype = torch.promote_types(emissions.dtype, torch.float32)
-    emissions, start, end, transitions = (x.detach().to(dtype) for x in (emissions, start, end, transitions))
+    """One ``CRFLattice`` per row of a batch. Shapes as ``forward_backward``.
+
+    Computed on the CPU in float64: a few (K, K) sums per word, which a GPU would run as hundreds of
+    tiny kernels (and Apple's MPS has no float64); span probabilities near 1 keep their digits.
+    """
+    emissions, start, end, transitions = (x.detach().to("cpu", torch.float64) for x in (emissions, start, end, transitions))
+    mask = mask.cpu()
     alpha, beta, log_z = forward_backward(emissions, mask, start, end, transitions)
-    lengths = mask.sum(1).tolist()
-    trans = transitions.cpu()
-    return [CRFLattice(emissions[b, :n].cpu(), alpha[b, :n].cpu(), beta[b, :n].cpu(), trans, log_z[b].cpu())
-            for b, n in enumerate(lengths)]
+    return [CRFLattice(emissions[b, :n], alpha[b, :n], beta[b, :n], transitions, log_z[b])
+            for b, n in enumerate(mask.sum(1).tolist())]

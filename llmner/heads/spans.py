@@ -83,7 +83,7 @@ def _span_score(windows: list[ScoredWindow], start: int, end: int, label: str, t
             closes = hi == end
             log_p += w.lattice.segment_log_prob(lo - w.offset, w.tags[lo - w.offset : hi - w.offset],
                                                 inside if closes else None)
-    return math.exp(log_p)
+    return min(1.0, math.exp(log_p))  # float64 rounding never makes a probability of 1 + 1e-16
 
 
 def text_entities(text: str, offsets: Offsets, windows: list[ScoredWindow], tags: list[str]) -> list[Entity]:
