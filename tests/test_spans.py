@@ -290,3 +290,17 @@ def test_doccano_and_label_studio_exports_train_to_the_same_tags_and_entity_coun
     assert counts["train"] > 60 and o1["model"].tags == o2["model"].tags == ["O", "B-LOC", "I-LOC", "B-ORG", "I-ORG", "B-PER", "I-PER"]
     assert m1["train/steps"] == m2["train/steps"] == 5 and "test/f1" in m1 and "test/f1" in m2
     assert o1["datamodule"].splitter == "punct"  # raw text at prediction time is split as these texts were
+
+
+def test_the_readme_example_file_reads_as_it_says(tmp_path):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"A doccano `train.jsonl`:\n```json\n(.*?)```", readme, flags=re.S).group(1)
+    assert len(example.splitlines()) == 5
+    (tmp_path / "train.jsonl").write_text(example, encoding="utf-8")
+    [train] = SpanCorpus(path=str(tmp_path)).load().values()
+    found = [(s.meta["text"][x.start:x.end], x.label) for s in train for x in word_tags_to_spans(s.meta["offsets"], s.tags)]
+    assert found == [("Ann Lee", "PER"), ("Paris", "LOC"), ("Red Cross", "ORG"), ("Lima", "LOC"), ("Omar Haddad", "PER"),
+                     ("Reuters", "ORG"), ("Zoë", "PER"), ("U.N.", "ORG"), ("Nice", "LOC")]
