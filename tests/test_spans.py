@@ -67,6 +67,8 @@ FORMATS = {
         {"id": i, "start_offset": x.start, "end_offset": x.end, "label": x.label} for i, x in enumerate(s)]}]),
     "label studio": lambda p, t, s: write_json(p / "a.json", [label_studio(t, s)]),
     "spacy": lambda p, t, s: write_jsonl(p / "a.jsonl", [spacy(t, s)]),
+    "label studio min": lambda p, t, s: write_json(p / "a.json", [{"id": 1, "text": t, "annotator": 1, "label": [
+        {"start": x.start, "end": x.end, "text": t[x.start:x.end], "labels": [x.label]} for x in s]}]),
 }
 
 
@@ -99,19 +101,19 @@ def test_a_cut_that_the_splitter_can_make_is_kept(tmp_path):
         ("Visit", "O"), ("Paris", "B-LOC"), (",", "O"), ("then", "O"), ("(", "O"), ("Lyon", "B-LOC"), (").", "O")]
 
 
-@pytest.mark.parametrize("text, value, at", [
-    ("We met in Parisian cafes.", "Paris", 10),          # inside a run of letters
-    ("Zoe\u0308 left.", "Zoe", 0),                       # before the combining diaeresis: inside a grapheme
-    ("Flags 🇫🇷 here", "🇫", 6),                          # half a flag
+@pytest.mark.parametrize("text, value, at, word", [
+    ("We met in Parisian cafes.", "Paris", 10, "Parisian"),  # inside a run of letters
+    ("Zoe\u0308 left.", "Zoe", 0, "Zoe\u0308"),               # before the combining diaeresis: inside a grapheme
+    ("Flags 🇫🇷 here", "🇫", 6, "🇫🇷"),                         # half a flag
 ])
-def test_misaligned_spans_are_an_error_or_dropped_never_moved(tmp_path, caplog, text, value, at):
+def test_misaligned_spans_are_an_error_or_dropped_never_moved(tmp_path, caplog, text, value, at, word):
     path = write_jsonl(tmp_path / "a.jsonl", [{"text": "nothing here"}, doccano(text, [Span(at, at + len(value), "LOC")])])
-    with pytest.raises(DataError, match=rf"1 spans cut a word .*first: .*a.jsonl:2 \[{at}, {at + len(value)}\) "
-                                        rf"'{value}' \(LOC\)\); expected spans on word edges"):
+    with pytest.raises(DataError, match=rf"a.jsonl:2: span \[{at}, {at + len(value)}\) '{value}' \(LOC\) cuts the word "
+                                        rf"'{word}' at {at + len(value)}; expected spans on word edges \(1 such spans"):
         corpus_sentences(path)
     with caplog.at_level(logging.WARNING):
         sentences = corpus_sentences(path, misaligned="drop")
-    assert "dropped 1 spans" in caplog.text and f"a.jsonl:2 [{at}" in caplog.text
+    assert "dropped 1 spans" in caplog.text and f"a.jsonl:2: span [{at}" in caplog.text
     assert all(t[2:] != "LOC" for t in sentences[1].tags)
 
 
@@ -304,3 +306,22 @@ def test_the_readme_example_file_reads_as_it_says(tmp_path):
     found = [(s.meta["text"][x.start:x.end], x.label) for s in train for x in word_tags_to_spans(s.meta["offsets"], s.tags)]
     assert found == [("Ann Lee", "PER"), ("Paris", "LOC"), ("Red Cross", "ORG"), ("Lima", "LOC"), ("Omar Haddad", "PER"),
                      ("Reuters", "ORG"), ("Zoë", "PER"), ("U.N.", "ORG"), ("Nice", "LOC")]
+
+
+def test_a_span_of_whitespace_alone_is_misaligned(tmp_path):
+    path = write_jsonl(tmp_path / "a.jsonl", [doccano("Ann  left.", [Span(3, 5, "PER")])])
+    with pytest.raises(DataError, match=r"a.jsonl:1: span \[3, 5\) '  ' \(PER\) covers whitespace only"):
+        corpus_sentences(path)
+
+
+def test_the_command_line_stops_with_one_line_naming_file_and_line(tmp_path):
+    import subprocess
+    import sys
+
+    for split in ("train", "validation", "test"):
+        write_jsonl(tmp_path / f"{split}.jsonl", [doccano("Ann left.", [Span(0, 3, "PER")]), doccano("Ann", [Span(0, 9, "PER")])])
+    proc = subprocess.run([sys.executable, "-m", "llmner.train", "backbone=tiny_random", "data=spans", f"data.path={tmp_path}",
+                           f"hydra.run.dir={tmp_path / 'run'}"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    last = proc.stderr.strip().splitlines()[-1]
+    assert last == f"llmner train: {tmp_path / 'train.jsonl'}:2: span [0, 9) 'PER': past the end of the text (3 characters)"

@@ -5,7 +5,8 @@
 - **Label Studio** JSON export: a list of tasks, ``data.text`` and
   ``annotations[].result[].value`` with ``start``, ``end``, ``text``, ``labels``. The first
   annotation that was not cancelled counts; a task without one is skipped (counted, logged):
-  unannotated is not "no entities".
+  unannotated is not "no entities". Its JSON-MIN export (``{"text", "label": [{"start", "end",
+  "text", "labels"}]}`` records) reads as doccano.
 - **spaCy/Prodigy** JSONL: ``{"text": ..., "spans": [{"start", "end", "label", ...}]}``; extra keys
   in a span (``text``, ``score``, ``token_start``, ``token_end``, ...) are allowed, records with
   ``"answer": "reject"`` or ``"ignore"`` are skipped. llmner's own span predictions read back.
@@ -38,7 +39,7 @@ OFFSETS = ("code_points", "utf16")
 _DOCCANO_KEYS = ("entities", "label", "labels")
 _KNOWN = {
     "doccano": {"text", "id", "meta", "Comments", "comments", "relations", "cats", "annotation_approver",
-                "created_at", "updated_at", "annotations", *_DOCCANO_KEYS},
+                "created_at", "updated_at", "annotations", "annotator", "annotation_id", "lead_time", *_DOCCANO_KEYS},
     "spacy": {"text", "spans", "tokens", "meta", "answer", "id", "entities", "relations", "label", "options", "accept"},
     "label_studio": {"id", "data", "annotations", "completions", "predictions", "meta", "created_at", "updated_at",
                      "inner_id", "total_annotations", "cancelled_annotations", "total_predictions", "comment_count",
@@ -121,10 +122,11 @@ def doccano_record(record: dict, where: str, offsets: str = "code_points") -> Sp
         raise DataError(f"{where}: {keys[0]!r}: expected a list of [start, end, label]")
     spans = []
     for item in items:
-        if isinstance(item, dict):
+        if isinstance(item, dict):  # doccano's entities, or Label Studio's JSON-MIN {start, end, text, labels}
             start = item.get("start_offset", item.get("start"))
             end = item.get("end_offset", item.get("end"))
-            spans.append(make_span(text, start, end, item.get("label"), None, offsets, where))
+            labels = item["labels"] if isinstance(item.get("labels"), list) and "label" not in item else [item.get("label")]
+            spans += [make_span(text, start, end, label, item.get("text"), offsets, where) for label in labels]
         elif isinstance(item, (list, tuple)) and len(item) == 3:
             spans.append(make_span(text, *item, None, offsets, where))
         else:
@@ -231,7 +233,7 @@ def read_records(path: str | Path, format: str = "auto", offsets: str = "code_po
     if format not in (*FORMATS, "auto") or offsets not in OFFSETS:
         raise DataError(f"data.corpus.format={format!r}, data.corpus.offsets={offsets!r}: expected format among "
                         f"auto, {', '.join(FORMATS)} and offsets among {', '.join(OFFSETS)}")
-    if path.suffix == ".json":  # Label Studio: one JSON list of tasks
+    if path.suffix == ".json":  # Label Studio: one JSON list of tasks (or of records, as its JSON-MIN export)
         try:
             tasks = json.loads(path.read_text(encoding="utf-8-sig"))
         except (json.JSONDecodeError, UnicodeDecodeError) as err:

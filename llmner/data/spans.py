@@ -54,24 +54,25 @@ def can_cut(text: str, start: int, end: int, at: int) -> bool:
     return not (text[at - 1].isalnum() and text[at].isalnum()) and at in _graphemes(text, start, end)
 
 
-def span_words(text: str, spans: list[Span], splitter: str) -> tuple[Offsets, list[Span]]:
-    """Word offsets of ``text`` (cut where the spans' edges need and allow it) and the spans that
-    cannot be placed on whole words (misaligned), in input order."""
+def span_words(text: str, spans: list[Span], splitter: str) -> tuple[Offsets, dict[Span, str]]:
+    """Word offsets of ``text`` (cut where the spans' edges need and allow it), and the spans that
+    cannot be placed on whole words (misaligned), each with why."""
     words = split_words(text, splitter)
     starts = [s for s, _ in words]
     cuts: set[int] = set()
-    bad: list[Span] = []
+    bad: dict[Span, str] = {}
     for span in spans:
-        ok, need = bool(text[span.start:span.end].strip()), set()  # whitespace alone: no word to tag
+        why, need = None if text[span.start:span.end].strip() else "covers whitespace only", set()
         for edge in (span.start, span.end):
             i = bisect.bisect_right(starts, edge) - 1
             if i >= 0 and words[i][0] < edge < words[i][1]:  # inside word i
-                ok = ok and can_cut(text, *words[i], edge)
+                if not can_cut(text, *words[i], edge):
+                    why = why or f"cuts the word {text[words[i][0]:words[i][1]]!r} at {edge}"
                 need.add(edge)
-        if ok:
+        if why is None:
             cuts |= need
         else:
-            bad.append(span)
+            bad[span] = why
     out: Offsets = []
     for s, e in words:
         inner = sorted(c for c in cuts if s < c < e)
@@ -197,7 +198,7 @@ class SpanCorpus:
                         kept.append(span)
                 spans = sorted(kept, key=lambda s: s.start)
             offsets, bad = span_words(record.text, spans, self.splitter)
-            dropped += [f"{record.source} {_show(record.text, s)}" for s in bad]
+            dropped += [f"{record.source}: span {_show(record.text, s)} {why}" for s, why in bad.items()]
             if not offsets:
                 empty.append(record.source)
                 continue
@@ -205,10 +206,10 @@ class SpanCorpus:
             out.append(Sentence([record.text[s:e] for s, e in offsets], tags, source=record.source,
                                 meta={"text": record.text, "offsets": offsets}))
         if dropped and self.misaligned == "error":
-            raise DataError(f"{len(dropped)} spans cut a word where it cannot be split (first: {dropped[0]}); expected "
-                            "spans on word edges (data.corpus.misaligned=drop leaves them out)")
+            raise DataError(f"{dropped[0]}; expected spans on word edges ({len(dropped)} such spans in this file; "
+                            f"data.corpus.misaligned=drop leaves them out, splitter={self.splitter})")
         if dropped:
-            log.warning("dropped %d spans that cut a word where it cannot be split: %s%s", len(dropped),
+            log.warning("dropped %d spans not on word edges: %s%s", len(dropped),
                         "; ".join(dropped[:5]), " ..." if len(dropped) > 5 else "")
         if left_out:
             log.warning("left out %d spans nested in or overlapping longer ones (first: %s)", len(left_out), left_out[0])
