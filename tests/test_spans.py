@@ -8,7 +8,8 @@ import pytest
 
 from llmner.data.annotations import read_records
 from llmner.data.schema import DataError, Span
-from llmner.data.spans import SpanCorpus, word_tags_to_spans
+from llmner.data.spans import SpanCorpus, span_words, spans_to_word_tags, word_tags_to_spans
+from llmner.data.text import split_words
 
 # CRLF, a tab, double spaces, an emoji (non-BMP: two UTF-16 code units) before the later spans, an
 # accented letter, a flag (two code points, one grapheme), abbreviations with full stops.
@@ -86,8 +87,6 @@ def test_round_trip_spans_words_tags_spans(tmp_path, form, splitter):
 
 def test_punct_words_are_those_of_raw_text(tmp_path):
     """Under the default splitter no span edge adds a cut: training words are prediction words."""
-    from llmner.data.text import split_words
-
     [sentence] = corpus_sentences(FORMATS["spacy"](tmp_path, TEXT, SPANS))
     assert sentence.meta["offsets"] == split_words(TEXT, "punct")
     assert "🇫🇷" in sentence.tokens and "😀" in sentence.tokens
@@ -325,3 +324,37 @@ def test_the_command_line_stops_with_one_line_naming_file_and_line(tmp_path):
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     last = proc.stderr.strip().splitlines()[-1]
     assert last == f"llmner train: {tmp_path / 'train.jsonl'}:2: span [0, 9) 'PER': past the end of the text (3 characters)"
+
+
+def test_punct_words_hold_for_combining_marks(tmp_path):
+    """'Cafe\u0301s' is one punct word: a span 'Cafe\u0301' cuts a run of letters and marks, never an extra word."""
+    text = "Cafe\u0301s open."
+    path = write_jsonl(tmp_path / "a.jsonl", [doccano(text, [Span(0, 5, "ORG")])])
+    with pytest.raises(DataError, match="cuts the word 'Cafe\u0301s' at 5"):
+        corpus_sentences(path)
+
+
+def test_random_texts_and_spans_against_the_punct_words(tmp_path):
+    """Random texts (emoji, flags, accents, CRLF, tabs, punctuation) and random flat spans: under punct a span
+    is kept iff neither edge is strictly inside a word of split_words (the oracle), and comes back as itself
+    less the whitespace at its edges; the words are always exactly split_words'."""
+    import random
+
+    rng = random.Random(0)
+    pieces = ["Ann", "Zoë", "Cafe\u0301", "42", "U.N.", "😀", "🇫🇷", "👍🏽", ",", "(", ")", "-", " ", "  ", "\t", "\r\n", "_"]
+    for _ in range(300):
+        text = "".join(rng.choice(pieces) for _ in range(rng.randint(1, 12)))
+        edges = sorted(rng.sample(range(len(text) + 1), min(len(text) + 1, 2 * rng.randint(1, 3))))
+        spans = [Span(a, b, "X") for a, b in zip(edges[::2], edges[1::2]) if a < b]
+        words = split_words(text, "punct")
+        inside = {i for s, e in words for i in range(s + 1, e)}
+        offsets, bad = span_words(text, spans, "punct")
+        assert offsets == words
+        for span in spans:
+            expect_bad = span.start in inside or span.end in inside or not text[span.start:span.end].strip()
+            assert (span in bad) == expect_bad, (text, span)
+        good = [s for s in spans if s not in bad]
+        back = word_tags_to_spans(offsets, spans_to_word_tags(offsets, good))
+        stripped = [Span(s.start + len(text[s.start:s.end]) - len(text[s.start:s.end].lstrip()),
+                         s.end - len(text[s.start:s.end]) + len(text[s.start:s.end].rstrip()), s.label) for s in good]
+        assert back == stripped, (text, spans)

@@ -24,6 +24,7 @@ a text without entities); texts may hold CRLF, tabs, emoji: offsets count every 
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 from collections.abc import Iterator
@@ -57,6 +58,7 @@ class SpanRecord:
     source: str  # "train.jsonl:12" or "export.json: task #3 (id 17)"
 
 
+@functools.lru_cache(maxsize=4)  # one table per text, not per span
 def utf16_to_code_points(text: str) -> dict[int, int]:
     """``{UTF-16 offset: code-point offset}`` for every position of ``text`` that is not inside a surrogate pair."""
     out, pos = {0: 0}, 0

@@ -10,8 +10,8 @@ each span becomes IOB2 tags over the words it covers. The rules, in order:
   word can be cut there, i.e. the cut does not split a run of letters and digits or a grapheme
   (an emoji sequence, a letter with its accents): "Paris" of "Paris," under the ``whitespace``
   splitter cuts the word in two. Otherwise the span is misaligned: ``error`` (the default) stops
-  with the count and the first one's ``file:line`` and text; ``drop`` leaves such spans out and
-  logs the count and the first few. A span is never moved. A span of whitespace alone covers no
+  with the first one's ``file:line``, text and the word it cuts, and the count in that file;
+  ``drop`` leaves such spans out and logs the count and the first few. A span is never moved. A span of whitespace alone covers no
   word and counts as misaligned. Whitespace at a span's edges belongs to no word.
 - **Empty texts** (nothing but whitespace) give no sentence; they are counted and logged.
 
@@ -48,10 +48,14 @@ def _graphemes(text: str, start: int, end: int) -> set[int]:
     return {m.end() for m in regex.finditer(r"\X", text, pos=start, endpos=end)}
 
 
+_WORD_CHAR = regex.compile(r"[^\W_]")  # letters, digits and their marks: the runs of the punct splitter
+
+
 def can_cut(text: str, start: int, end: int, at: int) -> bool:
     """Whether the word ``text[start:end]`` may be cut at ``at`` (``start < at < end``): not inside a
-    run of letters and digits, not inside a grapheme cluster."""
-    return not (text[at - 1].isalnum() and text[at].isalnum()) and at in _graphemes(text, start, end)
+    run of letters and digits (with their combining marks), not inside a grapheme cluster."""
+    inside_run = bool(_WORD_CHAR.match(text, at - 1)) and bool(_WORD_CHAR.match(text, at))
+    return not inside_run and at in _graphemes(text, start, end)
 
 
 def span_words(text: str, spans: list[Span], splitter: str) -> tuple[Offsets, dict[Span, str]]:
