@@ -65,9 +65,12 @@ def test_split_files_with_string_tags_in_iobes(tmp_path, suffix):
     assert got(splits["validation"]) == expected(6, 1)
 
 
-def test_one_file_is_cut_by_fractions(tmp_path):
-    datasets.Dataset.from_dict(rows(20, 0)).to_parquet(str(tmp_path / "all.parquet"))
-    splits = HFCorpus(path=str(tmp_path / "all.parquet"), split={"train": 0.5, "validation": 0.25, "test": 0.25}).load()
+@pytest.mark.parametrize("form", ["parquet file", "saved Dataset"])
+def test_one_split_is_cut_by_fractions(tmp_path, form):
+    ds = datasets.Dataset.from_dict(rows(20, 0))
+    path = tmp_path / ("all.parquet" if form == "parquet file" else "saved")
+    ds.to_parquet(str(path)) if form == "parquet file" else ds.save_to_disk(str(path))
+    splits = HFCorpus(path=str(path), split={"train": 0.5, "validation": 0.25, "test": 0.25}).load()
     assert {k: len(v) for k, v in splits.items()} == {"train": 10, "validation": 5, "test": 5}
     assert sorted(got([s for v in splits.values() for s in v])) == sorted(expected(20, 0))
 
