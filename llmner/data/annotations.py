@@ -13,7 +13,8 @@
 
 **Offsets** are Python string indices, i.e. Unicode code points, as doccano, Label Studio and spaCy
 count them (JSON's ``\\ud83d\\ude00`` escapes decode to one code point). A tool that counts UTF-16
-code units (JavaScript string indices) disagrees after any emoji or other non-BMP character:
+code units (JavaScript string indices) disagrees after any emoji or other non-BMP character, as
+Label Studio did before late 2021 (label-studio#1008, #1347) and doccano before doccano#99:
 ``offsets=utf16`` converts. Where a span states its text (Label Studio's ``value.text``, a span's
 ``text``), it must equal ``text[start:end]``; a mismatch is an error that says whether UTF-16
 offsets would have matched. Offsets past the text's end, ``start >= end`` and non-integers are errors.
