@@ -2,9 +2,10 @@
 
 Only the backbone and the head's linear layer run in ONNX Runtime; everything around them is
 the tagger's own code, so both paths predict the same way: the windows (``WindowEncoder``,
-rebuilt from the saved settings), the batching and the assembly of ``TaggerModule.predict``
-(borrowed as is, not copied), and the decoding of the head class the checkpoint trained
-(``CRFHead``: the IOB2-constrained Viterbi of training, over the saved transition scores).
+rebuilt from the saved settings), the batching, spans and scores of ``TaggerModule.predict``
+(borrowed as is, not copied: ``llmner.heads.spans``), and the decoding of the head class the
+checkpoint trained (``CRFHead``: the IOB2-constrained Viterbi of training and its
+forward-backward scores, over the saved transition scores).
 """
 
 from __future__ import annotations
@@ -38,7 +39,10 @@ class OnnxTagger(nn.Module):
         threads: ONNX Runtime's intra-op threads; ``None``: ``OMP_NUM_THREADS`` if set, else its default.
     """
 
-    predict = TaggerModule.predict  # the one predict: windows, batches, decoding, entities
+    # the one predict: windows, batches, decoding, entities with offsets and scores (llmner.heads.spans)
+    predict = TaggerModule.predict
+    predict_both = TaggerModule.predict_both
+    keys = TaggerModule.keys
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()
