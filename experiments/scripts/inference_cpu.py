@@ -1,5 +1,6 @@
 """Words/s and test F1 of one tagger run three ways: torch (the checkpoint), ONNX Runtime fp32 and int8
-(and with --pipeline a fourth: transformers' pipeline over the custom-code export).
+(and with --pipeline: transformers' pipeline over the custom-code export, and the checkpoint's own
+raw-text ``predict``, which the pipeline reproduces).
 
 Usage (from the repository root; exports the checkpoint to ONNX first unless --onnx names an export):
     OMP_NUM_THREADS=1 python experiments/scripts/inference_cpu.py --ckpt CKPT [--onnx DIR] \
@@ -45,6 +46,32 @@ def tag(model, sentences, batch_size: int) -> list[list[str]]:
     return [[model.tags[t] for _, p in sorted(parts[k]) for t in p] for k in range(len(sentences))]
 
 
+def joined(sentences) -> tuple[list[str], list[list[int]]]:
+    """Each sentence's tokens joined by spaces, and where each token starts."""
+    texts, starts = [], []
+    for s in sentences:
+        pos, begin = 0, []
+        for w in s.tokens:
+            begin.append(pos)
+            pos += len(w) + 1
+        texts.append(" ".join(s.tokens))
+        starts.append(begin)
+    return texts, starts
+
+
+def span_tags(sentences, starts, found, key: str) -> list[list[str]]:
+    """Entities with character offsets (type under ``key``) as IOB2 tags of the corpus tokens they cover."""
+    out = []
+    for s, begin, entities in zip(sentences, starts, found):
+        tags = ["O"] * len(s.tokens)
+        for e in entities:
+            inside = [i for i, b in enumerate(begin) if e["start"] <= b < e["end"]]
+            for j, i in enumerate(inside):
+                tags[i] = f"{'B' if j == 0 else 'I'}-{e[key]}"
+        out.append(tags)
+    return out
+
+
 class PipelineBackend:
     """transformers' pipeline on the custom-code export (``llmner.hf_custom``), tags per corpus token."""
 
@@ -58,23 +85,19 @@ class PipelineBackend:
         self.pipe = pipeline("token-classification", model=str(directory), trust_remote_code=True, device="cpu")
 
     def tag(self, sentences) -> list[list[str]]:
-        texts, starts = [], []
-        for s in sentences:
-            pos, begin = 0, []
-            for w in s.tokens:
-                begin.append(pos)
-                pos += len(w) + 1
-            texts.append(" ".join(s.tokens))
-            starts.append(begin)
-        out = []
-        for s, begin, found in zip(sentences, starts, self.pipe(texts)):
-            tags = ["O"] * len(s.tokens)
-            for e in found:
-                inside = [i for i, b in enumerate(begin) if e["start"] <= b < e["end"]]
-                for j, i in enumerate(inside):
-                    tags[i] = f"{'B' if j == 0 else 'I'}-{e['entity_group']}"
-            out.append(tags)
-        return out
+        texts, starts = joined(sentences)
+        return span_tags(sentences, starts, self.pipe(texts), "entity_group")
+
+
+class RawTextBackend:
+    """``model.predict`` on the joined texts (the raw-text path the pipeline copies), tags per corpus token."""
+
+    def __init__(self, model, batch_size: int) -> None:
+        self.model, self.batch_size = model, batch_size
+
+    def tag(self, sentences) -> list[list[str]]:
+        texts, starts = joined(sentences)
+        return span_tags(sentences, starts, self.model.predict(texts, batch_size=self.batch_size), "type")
 
 
 def main() -> None:
@@ -102,13 +125,14 @@ def main() -> None:
     backends = {"torch": model, "onnx fp32": llmner.load(onnx_dir / "model.onnx"),
                 "onnx int8": llmner.load(onnx_dir / "model.int8.onnx")}
     if args.pipeline:
+        backends["torch predict (raw text)"] = RawTextBackend(model, args.batch_size)
         backends["pipeline"] = PipelineBackend(args.ckpt, Path(f"{args.ckpt}.hf"))
     best: dict[str, float] = {}
     tags: dict[str, list[list[str]]] = {}
     for _ in range(args.rounds):
         for name, m in backends.items():
             start = time.perf_counter()
-            tags[name] = m.tag(sentences) if isinstance(m, PipelineBackend) else tag(m, sentences, args.batch_size)
+            tags[name] = m.tag(sentences) if hasattr(m, "tag") else tag(m, sentences, args.batch_size)
             best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
     print(f"{len(sentences)} sentences, {words} words, batch {args.batch_size}, threads {torch.get_num_threads()}")
     print("| backend | words/s | x torch | test F1 | words tagged as torch |")
