@@ -111,6 +111,9 @@ def test_batched_requests_are_split_back_per_request(ckpt):
     assert len(got) == len(groups)
     for g, texts in zip(got, groups):  # scores up to the rounding of other padding
         assert_same_entities(g, api.model.predict(texts))
+    single = TaggerAPI(str(ckpt), max_batch_size=1, batch_timeout=0.0, predict_batch_size=32)
+    single.model = api.model  # no batching: one request's texts per call
+    assert single.predict(TEXTS) == api.model.predict(TEXTS)
 
 
 def test_concurrent_clients_get_predicts_entities(server, ckpt):
