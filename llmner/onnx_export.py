@@ -20,6 +20,9 @@
 - the tokenizer (``save_pretrained``).
 
 ``llmner.load(DIR)`` (or ``load(DIR/"model.int8.onnx")``) reads it back (``llmner.onnx_model``).
+A trunk cache (``backbone.cache``) is not part of the graph: it runs every layer in float32, where
+the checkpoint's ``predict`` reads the cached layers' float16 states, so a cached checkpoint's
+scores can differ in their last digits (and a near tie's tag with them).
 
 Tools, and why: ``torch.onnx.export`` with ``dynamo=True`` (the default and recommended exporter
 of torch 2.13; the TorchScript one is deprecated and its ``dynamic_axes`` are replaced by
