@@ -111,6 +111,9 @@ class RunOutputs(L.Callback):
                 per_type = "  ".join(f"{t} {m[f'{split}/f1_{t}']:.3f}" for t in types)
                 lines.append(f"{split}/f1 {m[f'{split}/f1']:.4f} (precision {m.get(f'{split}/precision', float('nan')):.4f}, "
                              f"recall {m.get(f'{split}/recall', float('nan')):.4f})  {per_type}")
+                corpora = sorted(k.split("/")[1] for k in m if k.count("/") == 2 and k.startswith(f"{split}/") and k.endswith("/f1"))
+                if corpora:  # data=mix: each corpus's F1
+                    lines.append(f"{split} per corpus: " + "  ".join(f"{c} {m[f'{split}/{c}/f1']:.4f}" for c in corpora))
         if "train/steps" in self.metrics:
             lines.append(f"trained {int(self.metrics['train/steps'])} steps in {self.metrics['train/seconds']:.0f} s")
         lines.append(f"outputs: {self.output_dir} (metrics.json, test_predictions.conll, checkpoints/)")

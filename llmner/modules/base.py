@@ -27,7 +27,7 @@ from torch import nn
 
 from llmner.checkpoint import FORMAT
 from llmner.errors import ConfigError
-from llmner.metrics import entity_scores
+from llmner.metrics import entity_scores, group_scores
 from llmner.schedule import BudgetSchedule, budget_scheduler
 
 log = logging.getLogger(__name__)
@@ -173,6 +173,9 @@ class LlmnerModule(L.LightningModule):
         self.predictions[split], self.gold[split] = pred, gold
         order = sorted(pred)
         metrics = entity_scores([gold[s] for s in order], [pred[s] for s in order], split) | extra
+        groups = getattr(self.trainer.datamodule, "groups", None)  # several corpora (data=mix): also each one's
+        if groups is not None:
+            metrics |= group_scores(gold, pred, groups(split), split)
         f1 = metrics.pop(f"{split}/f1")
         self.log_dict(metrics, sync_dist=False)  # already global: computed from every process's records
         self.log(f"{split}/f1", f1, prog_bar=True, sync_dist=False)
