@@ -57,14 +57,11 @@ class MixCorpus:
     def __init__(self, corpora: Mapping[str, Any], types: Mapping[str, Any] | None = None) -> None:
         self.corpora = dict(corpora)
         types = dict(types or {})
-        unknown = sorted(set(types) - set(self.corpora))
-        if unknown:
-            raise DataError(f"data.types: {unknown} are not corpora of the mix ({', '.join(self.corpora)})")
         self.types: dict[str, str | dict[str, str]] = {}
         for name in self.corpora:
             how = types.get(name) or "keep"
             if not isinstance(how, str | Mapping) or (isinstance(how, str) and how not in ("keep", "prefix")):
-                raise DataError(f"data.types.{name}={how!r}: expected keep, prefix or a mapping of its types "
+                raise DataError(f"data.corpora.{name}.types={how!r}: expected keep, prefix or a mapping of its types "
                                 "({PER: Victim_Name, MISC: O})")
             self.types[name] = how if isinstance(how, str) else {str(k): str(v) for k, v in how.items()}
         self.ranges: dict[str, dict[str, tuple[int, int]]] = {}  # split -> corpus -> [start, end) of its sentences
@@ -87,7 +84,7 @@ class MixCorpus:
                 types = {split_tag(t)[1] for sents in dm.sentences.values() for s in sents for t in s.tags} - {None}
                 missing = sorted(set(how) - types)
                 if missing:
-                    raise DataError(f"data.types.{name}: {missing} are not types of corpus {name} (its types: "
+                    raise DataError(f"data.corpora.{name}.types: {missing} are not types of corpus {name} (its types: "
                                     f"{', '.join(sorted(types))})")
             for split, sents in dm.sentences.items():
                 mine = out.setdefault(split, [])
@@ -156,30 +153,31 @@ class MixDataModule(CorpusDataModule):
     """Several corpora in one run: batches by weight, validation and test scored per corpus.
 
     Args:
-        corpora: name -> a data config of its own (a ``CorpusDataModule``; its batch sizes, seed and
-            ``tags`` are the mix's business and ignored). Names become metric names (``val/<name>/f1``).
-        weights: name -> sampling weight of its training batches (default 1 each; 0: scored, not trained on).
-        types: name -> ``keep`` (default), ``prefix`` or a mapping of its types (see ``MixCorpus``).
+        corpora: name -> ``{data: <a CorpusDataModule>, weight: 1.0, types: keep}``: the corpus's own data
+            config (its batch sizes, seed and ``tags`` are the mix's business and ignored), the sampling
+            weight of its training batches (0: scored, not trained on), and how its types are named
+            (``keep``, ``prefix`` or a mapping, see ``MixCorpus``). Names become metric names (``val/<name>/f1``).
         encoder, tags, batch_size, eval_batch_size, num_workers, bucket, seed: as ``CorpusDataModule``'s.
     """
 
-    def __init__(self, corpora: Mapping[str, Any], weights: Mapping[str, float] | None = None,
-                 types: Mapping[str, Any] | None = None, encoder=None, tags: list[str] | None = None,
+    def __init__(self, corpora: Mapping[str, Mapping[str, Any]], encoder=None, tags: list[str] | None = None,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, bucket: bool = True,
                  seed: int = 0) -> None:
         if not corpora:
-            raise DataError("data=mix: data.corpora is empty (expected name -> data config)")
-        bad = sorted(n for n in corpora if n in RESERVED or "/" in n or "." in n)
-        if bad:
-            raise DataError(f"data.corpora: {bad} cannot name a corpus (no '/', '.', or {', '.join(RESERVED)})")
-        weights = dict(weights or {})
-        unknown = sorted(set(weights) - set(corpora))
-        if unknown:
-            raise DataError(f"data.weights: {unknown} are not corpora of the mix ({', '.join(corpora)})")
-        if any(float(w) < 0 for w in weights.values()):
-            raise DataError(f"data.weights: {weights} must be >= 0")
-        self.mix = MixCorpus(corpora, types)
-        self.weights = {name: float(weights.get(name, 1.0)) for name in self.mix.corpora}
+            raise DataError("data=mix: data.corpora is empty (expected name -> {data: <data config>, weight, types})")
+        datamodules, types, self.weights = {}, {}, {}
+        for name, entry in corpora.items():
+            if name in RESERVED or "/" in name or "." in name:
+                raise DataError(f"data.corpora.{name}: cannot name a corpus (no '/', '.', or {', '.join(RESERVED)})")
+            unknown = sorted(set(entry or {}) - {"data", "weight", "types"})
+            if unknown or not isinstance((entry or {}).get("data"), CorpusDataModule):
+                raise DataError(f"data.corpora.{name}: expected {{data: <a data config>, weight, types}}, got keys "
+                                f"{sorted(entry or {})} (add one with +data@data.corpora.{name}.data=<config>)")
+            weight = float(entry.get("weight", 1.0))
+            if not weight >= 0:
+                raise DataError(f"data.corpora.{name}.weight={weight}: expected a number >= 0")
+            datamodules[name], types[name], self.weights[name] = entry["data"], entry.get("types"), weight
+        self.mix = MixCorpus(datamodules, types)
         super().__init__(corpus=lambda path=None: self.mix, encoder=encoder, tags=tags, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, num_workers=num_workers, bucket=bucket, seed=seed)
 
