@@ -176,6 +176,7 @@ def initialise(model: torch.nn.Module, source: InitSource, init_map: Mapping[str
         for param, value in copies.values():
             param.copy_(value)
     tags = list(model.tags)
+    rows = rows if copies else {}  # a head with no tag-indexed weights (the generative model's) copies none
     pairs = sorted({(split_tag(tags[k])[1] or "O", split_tag(source.tags[o])[1] or "O") for k, o in rows.items()})
     shown = ", ".join(a if a == b else f"{a} <- {b}" for a, b in pairs)
     log.info("init_from %s (step %d): %d adapter tensors; head rows of %d of %d tags (%s), the others fresh; "

@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+import torch
 
 from llmner.cli import user_error
 from llmner.data.mix import MixBatchSampler, rename_tag
@@ -38,7 +39,8 @@ def conll_and_crime(tmp_path: Path) -> list[str]:
 @pytest.fixture(scope="module")
 def mixed(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("mix")
-    cfg = compose_config(conll_and_crime(tmp) + FAST + ["trainer.max_steps=30", "optimized_metric=val/crime/f1"], tmp / "run")
+    cfg = compose_config(conll_and_crime(tmp) + FAST + ["trainer.max_steps=30", "trainer.val_check_interval=10",
+                                                  "optimized_metric=val/crime/f1", "callbacks.model_checkpoint.monitor=val/crime/f1"], tmp / "run")
     metrics, objects = train(cfg)
     return tmp / "run", metrics, objects, cfg
 
@@ -100,6 +102,9 @@ def test_metrics_per_corpus_equal_scoring_each_corpus_alone(mixed):
     assert saved["test/corpus_mean/f1"] == pytest.approx((saved["test/conll/f1"] + saved["test/crime/f1"]) / 2)
     assert saved["test/crime/f1_crime.Agency"] == pytest.approx(alone["x/f1_crime.Agency"])
     assert cfg.optimized_metric in metrics  # what the sweepers get back
+    best = torch.load(objects["best_ckpt"], weights_only=True)["callbacks"]
+    scores = [v["best_model_score"] for k, v in best.items() if k.startswith("ModelCheckpoint")]
+    assert scores and float(scores[0]) == pytest.approx(saved["val/crime/f1"], abs=1e-6)  # selected on one corpus
 
 
 def test_evaluate_scores_a_mix_checkpoint_per_corpus_again(mixed, tmp_path):
