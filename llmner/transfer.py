@@ -66,6 +66,17 @@ def _plain(cfg: Any) -> Any:
     return OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else cfg
 
 
+def backbone_defaults() -> dict[str, Any]:
+    """``Backbone``'s default arguments (lists for tuples, as a stored config holds them)."""
+    import inspect
+
+    from llmner.backbone import Backbone
+
+    params = inspect.signature(Backbone.__init__).parameters.values()
+    return {p.name: list(p.default) if isinstance(p.default, tuple) else p.default
+            for p in params if p.default is not inspect.Parameter.empty}
+
+
 def check_compatible(source: InitSource, cfg: DictConfig) -> None:
     """Refuse a checkpoint whose weights cannot start this run, before anything is loaded.
 
@@ -83,10 +94,11 @@ def check_compatible(source: InitSource, cfg: DictConfig) -> None:
     if any(old.get(k) != new.get(k) for k in IDENTITY):
         raise ConfigError(f"{key}: a checkpoint of another backbone ({_describe(old)}) than this run's ({_describe(new)}); "
                           "its adapters fit only the backbone they were trained on (set the same backbone)")
-    differ = [k for k in ADAPTER_SETTINGS if old.get(k) != new.get(k)]
+    default = backbone_defaults()  # a setting an older checkpoint's config lacks had its default then
+    differ = [k for k in ADAPTER_SETTINGS if old.get(k, default.get(k)) != new.get(k, default.get(k))]
     if differ:
-        theirs = ", ".join(f"backbone.{k}={old.get(k)}" for k in differ)
-        ours = ", ".join(f"{new.get(k)}" for k in differ)
+        theirs = ", ".join(f"backbone.{k}={old.get(k, default.get(k))}" for k in differ)
+        ours = ", ".join(f"{new.get(k, default.get(k))}" for k in differ)
         raise ConfigError(f"{key}: its adapters were trained with {theirs}; this run has {ours}, "
                           "under which they do not fit (set the checkpoint's values)")
 

@@ -149,3 +149,22 @@ def test_a_bad_init_map_is_one_line(overrides, message, source, crime_corpus, tm
 def test_init_map_needs_init_from(tmp_path):
     with pytest.raises(ConfigError, match="init_map maps a checkpoint's types onto this run's: it needs init_from=CKPT"):
         train(compose_config(TINY + [INIT_MAP], tmp_path))
+
+
+def test_a_linear_head_of_llmner_0_1_starts_a_crf_run(tiny_conll, tmp_path):
+    """A checkpoint of llmner 0.1 (no ``lora_layers`` in its config: the default then) with a linear head: its
+    adapters and rows are copied; the CRF, which it lacks, starts as a run without init_from starts it."""
+    old_path = Path(__file__).parent / "fixtures" / "v0_1" / "tagger_linear_last.ckpt"
+    saved = torch.load(old_path, weights_only=True)
+    data = ["data=conll2003", f"data.path={tiny_conll}", "head=crf"]
+    fresh = first_batch("fresh_crf", data, tmp_path)
+    init = first_batch("from_0_1", data + [f"init_from={old_path}"], tmp_path)
+    old_tags, tags = saved["llmner"]["tags"], init["tags"]
+    shared = [t for t in tags if t in old_tags]
+    assert len(shared) >= 5 and not any(n.startswith("head.crf") for n in saved["state_dict"])
+    for k, t in enumerate(tags):
+        want = saved["state_dict"]["head.proj.weight"][old_tags.index(t)] if t in old_tags else fresh["state"]["head.proj.weight"][k]
+        assert torch.equal(init["state"]["head.proj.weight"][k], want), t
+    for n in ("head.crf.transitions", "head.crf.start_transitions", "head.crf.end_transitions"):
+        assert torch.equal(init["state"][n], fresh["state"][n]), n
+    assert all(torch.equal(init["state"][n], v) for n, v in saved["state_dict"].items() if n.startswith("backbone."))
