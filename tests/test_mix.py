@@ -4,12 +4,14 @@ import json
 import math
 from collections import Counter
 from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 import torch
 
 from llmner.cli import user_error
-from llmner.data.mix import MixBatchSampler, rename_tag
+from llmner.data.mix import MixBatchSampler, MixCorpus, rename_tag
+from llmner.data.schema import Sentence
 from llmner.evaluate import evaluate
 from llmner.metrics import entity_scores
 from llmner.train import train
@@ -50,6 +52,20 @@ def test_rename_tag():
     assert [rename_tag(t, "c", "prefix") for t in ("O", "B-PER", "I-PER")] == ["O", "B-c.PER", "I-c.PER"]
     assert [rename_tag(t, "c", {"PER": "Victim_Name", "MISC": "O"}) for t in ("I-PER", "B-MISC", "B-LOC")] == \
         ["I-Victim_Name", "O", "B-LOC"]
+
+
+def test_a_mix_concatenates_renamed_splits_and_remembers_each_corpus_part():
+    def corpus(tags_per_split):
+        return SimpleNamespace(splitter="conll", sentences={
+            split: [Sentence([f"w{i}" for i in range(len(t))], t) for t in tags] for split, tags in tags_per_split.items()})
+
+    a = corpus({"train": [["B-PER", "I-PER", "O"]], "test": [["B-MISC"], ["B-LOC"]]})
+    b = corpus({"train": [["B-PER"], ["O", "B-ORG"]], "validation": [["B-PER"]]})
+    mix = MixCorpus({"a": a, "b": b}, {"a": {"PER": "Victim_Name", "MISC": None}, "b": "prefix"})
+    out = mix.load()
+    assert [s.tags for s in out["train"]] == [["B-Victim_Name", "I-Victim_Name", "O"], ["B-b.PER"], ["O", "B-b.ORG"]]
+    assert [s.tags for s in out["test"]] == [["O"], ["B-LOC"]] and [s.tags for s in out["validation"]] == [["B-b.PER"]]
+    assert mix.ranges == {"train": {"a": (0, 1), "b": (1, 3)}, "test": {"a": (0, 2)}, "validation": {"b": (0, 1)}}
 
 
 def test_the_sampler_draws_corpora_by_weight_and_passes_over_each_corpus():

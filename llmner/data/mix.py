@@ -5,7 +5,7 @@ test corpus), built as a ``CorpusDataModule`` and read through its ``sentences``
 
 - names each corpus's types (``types``): ``keep`` them (a type of the same name in two corpora is one
   type), ``prefix`` them with the corpus name (``conll.PER``: tag sets kept apart), or map them
-  (``{PER: Victim_Name, MISC: O}``: renamed onto another corpus's types; ``O`` drops a type);
+  (``{PER: Victim_Name, MISC: O}``: renamed onto another corpus's types; ``O`` or null drops a type);
 - concatenates each split in corpus order and remembers which sentences came from which corpus
   (``ranges``), so that validation and test are scored overall and per corpus (``val/<name>/f1``);
 - batches training windows of one corpus at a time, the corpus of each batch drawn with probability
@@ -63,7 +63,7 @@ class MixCorpus:
             if not isinstance(how, str | Mapping) or (isinstance(how, str) and how not in ("keep", "prefix")):
                 raise DataError(f"data.corpora.{name}.types={how!r}: expected keep, prefix or a mapping of its types "
                                 "({PER: Victim_Name, MISC: O})")
-            self.types[name] = how if isinstance(how, str) else {str(k): str(v) for k, v in how.items()}
+            self.types[name] = how if isinstance(how, str) else {str(k): "O" if v is None else str(v) for k, v in how.items()}
         self.ranges: dict[str, dict[str, tuple[int, int]]] = {}  # split -> corpus -> [start, end) of its sentences
 
     @property
@@ -197,7 +197,7 @@ class MixDataModule(CorpusDataModule):
         names = list(self.mix.corpora)
         start_of = sorted((a, names.index(n)) for n, (a, b) in self.groups("train").items() if b > a)
         sources = []
-        for w in items:  # windows are in sentence order: the corpus is the last range starting at or before it
+        for w in items:  # a window's corpus: the last range that starts at or before its sentence
             sources.append(next(c for a, c in reversed(start_of) if a <= w.sentence))
         drawn = {n: self.weights[n] for n, (a, b) in self.groups("train").items() if b > a}
         log.info("data=mix: training batches drawn by weight %s; validation and test scored per corpus (%s)",
