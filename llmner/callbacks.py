@@ -111,7 +111,8 @@ class RunOutputs(L.Callback):
                 per_type = "  ".join(f"{t} {m[f'{split}/f1_{t}']:.3f}" for t in types)
                 lines.append(f"{split}/f1 {m[f'{split}/f1']:.4f} (precision {m.get(f'{split}/precision', float('nan')):.4f}, "
                              f"recall {m.get(f'{split}/recall', float('nan')):.4f})  {per_type}")
-                corpora = sorted(k.split("/")[1] for k in m if k.count("/") == 2 and k.startswith(f"{split}/") and k.endswith("/f1"))
+                corpora = sorted((k.split("/")[1] for k in m if k.count("/") == 2 and k.startswith(f"{split}/") and k.endswith("/f1")),
+                                 key=lambda c: (c == "corpus_mean", c))  # the mean of the corpora last
                 if corpora:  # data=mix: each corpus's F1
                     lines.append(f"{split} per corpus: " + "  ".join(f"{c} {m[f'{split}/{c}/f1']:.4f}" for c in corpora))
         if "train/steps" in self.metrics:
