@@ -90,6 +90,16 @@ def check_compatible(source: InitSource, cfg: DictConfig) -> None:
         raise ConfigError(f"{key}: a {str(old_model.get('_target_')).rsplit('.', 1)[-1]} checkpoint; this run builds a "
                           f"{str(new_model.get('_target_')).rsplit('.', 1)[-1]} (init_from needs the same model: "
                           "tag heads from a tag-head checkpoint, the generative head from a generative one)")
+    reads = {"subword": "first", "encoder.repeat": 1, "encoder.bos": False}  # how the head reads words; the defaults
+
+    def read(model: dict, key: str) -> Any:
+        node, _, leaf = key.rpartition(".")
+        return ((model.get(node) or {}) if node else model).get(leaf, reads[key])
+
+    changed = [f"model.{k}: {read(old_model, k)} -> {read(new_model, k)}" for k in reads if read(old_model, k) != read(new_model, k)]
+    if changed:  # the weights fit, but read other positions than they were trained on: allowed, and said
+        log.warning("init_from %s: the head will read words differently than it was trained to (%s)", source.path,
+                    "; ".join(changed))
     old, new = source.config.get("backbone") or {}, _plain(cfg.backbone)
     if any(old.get(k) != new.get(k) for k in IDENTITY):
         raise ConfigError(f"{key}: a checkpoint of another backbone ({_describe(old)}) than this run's ({_describe(new)}); "
