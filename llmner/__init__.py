@@ -7,7 +7,9 @@ def load(ckpt_path: str):
     """Rebuild a trained model from an llmner checkpoint (see ``llmner.builders.load``).
 
     Whatever its head (linear, CRF, generative), ``load(path).predict(["some text", ...])`` returns
-    one ``{type: [values]}`` dict per text.
+    per text a list of entities ``{"type", "text", "start", "end", "score"}`` in text order, with
+    ``text[start:end] == entity["text"]``; ``predict(texts, grouped=True)`` one ``{type: [values]}``
+    dict per text instead.
     """
     from llmner.builders import load as _load
 

@@ -26,6 +26,7 @@ from pathlib import Path
 import lightning as L
 from lightning.pytorch.callbacks import ModelCheckpoint
 
+from llmner.data.schemes import from_iob2
 from llmner.evaluation.predictions import ANSWERS, PREDICTIONS, write_answers, write_predictions
 from llmner.evaluation.runs import write_metrics
 from llmner.memory import peak_memory_mb
@@ -90,7 +91,8 @@ class RunOutputs(L.Callback):
         self.metrics["test/seconds"] = time.perf_counter() - self._start["test"]  # the whole test pass: throughput
         self._collect(trainer, "test/")
         if trainer.is_global_zero:
-            self.write_predictions(trainer.datamodule.sentences["test"], pl_module, test_was_partial(trainer))
+            self.write_predictions(trainer.datamodule.sentences["test"], pl_module, test_was_partial(trainer),
+                                   getattr(trainer.datamodule, "scheme", "iob2"))
         self._write_metrics(trainer)
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
@@ -120,11 +122,14 @@ class RunOutputs(L.Callback):
         lines.append(f"outputs: {self.output_dir} (metrics.json, test_predictions.conll, checkpoints/)")
         log.info("\n  ".join(["results:", *lines]))
 
-    def write_predictions(self, sentences: list, model: L.LightningModule, partial: bool = False) -> None:
+    def write_predictions(self, sentences: list, model: L.LightningModule, partial: bool = False,
+                          scheme: str = "iob2") -> None:
         """``test_predictions.conll`` of the model's test predictions.
 
         Args:
             partial: the test loop was limited on purpose; write the sentences that were predicted.
+            scheme: the tag scheme the test data came in; gold and predicted tags are written in it
+                (the same entities: ``llmner.data.schemes``).
 
         Raises:
             RuntimeError: if a test word lacks a prediction in a full test (it would be silent data loss).
@@ -138,7 +143,8 @@ class RunOutputs(L.Callback):
         keep = sorted(set(range(len(sentences))) - set(bad))
         self.output_dir.mkdir(parents=True, exist_ok=True)
         write_predictions(self.output_dir / PREDICTIONS,
-                          [sentences[i].tokens for i in keep], [gold[i] for i in keep], [pred[i] for i in keep])
+                          [sentences[i].tokens for i in keep], [from_iob2(gold[i], scheme) for i in keep],
+                          [from_iob2(pred[i], scheme) for i in keep])
         answers = getattr(model, "answers", {}).get("test")
         if answers:  # the generative head: its decoded JSON, one line per test example
             write_answers(self.output_dir / ANSWERS, answers)

@@ -105,6 +105,21 @@ def output_dir(key: str, value: str | os.PathLike) -> Path:
     return path
 
 
+def output_file(key: str, value: str | os.PathLike, expected: str) -> Path:
+    """``value`` as a file path that can be written (an existing file is replaced; nothing is written here).
+
+    Raises:
+        ConfigError: ``key=value`` is a directory, or its directory is missing or not writable.
+    """
+    path = Path(value)
+    parent = path.absolute().parent
+    problem = ("is a directory" if path.is_dir() else f"no such directory {parent}" if not parent.is_dir()
+               else "cannot be written" if not os.access(path if path.exists() else parent, os.W_OK) else None)
+    if problem:
+        raise ConfigError(f"{key}={value}: {problem} (expected {expected})")
+    return path
+
+
 def run(command: str, work: Callable[[], Any]) -> Any:
     """``work()``, with user-facing errors turned into one line on stderr and exit status 2."""
     quiet_libraries()

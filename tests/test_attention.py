@@ -196,6 +196,8 @@ RUNS = {
     "repeat": ["model.encoder.repeat=2", "model.subword=first_last"],
     "repeat_cached": ["model.encoder.repeat=2", "backbone.lora_layers=1", "backbone.cache=true",
                       "backbone.attention=bidirectional", "backbone.unmask_layers=[0,1]"],
+    # int8 trunk: the best checkpoint (adapters and head only) must load into its quantized layers
+    "int8_cached": ["backbone.lora_layers=1", "backbone.cache=true", "backbone.cache_int8=true"],
 }
 
 
@@ -217,6 +219,8 @@ def test_checkpoint_predicts_the_same_at_batch_size_1_and_32(name, tiny_conll, t
     # varied lengths, so that batches of 32 pad most rows
     texts = [" ".join(s.tokens[: 1 + i % len(s.tokens)]) for i, s in enumerate(sentences)]
     one, many = model.predict(texts, batch_size=1), model.predict(texts, batch_size=32)
-    assert one == many
-    assert any(v for answer in one for v in answer.values()), "the model found no entity: a weak test"
+    # the same entities; scores equal up to float rounding (padding changes the order of additions)
+    assert [[{**e, "score": None} for e in ents] for ents in one] == [[{**e, "score": None} for e in ents] for ents in many]
+    assert [e["score"] for ents in one for e in ents] == pytest.approx([e["score"] for ents in many for e in ents], abs=1e-4)
+    assert any(one), "the model found no entity: a weak test"
     assert metrics["test/f1"] > 0.3, metrics  # it learned the tiny corpus with this setting

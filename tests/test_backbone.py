@@ -268,9 +268,11 @@ def test_bitsandbytes_kernel_notice_is_hidden_once_the_backbone_is_imported():
     env = {k: v for k, v in os.environ.items() if k != "LLMNER_VERBOSE"}
     root = str(Path(__file__).resolve().parents[1])
     env["PYTHONPATH"] = os.pathsep.join([root, env.get("PYTHONPATH", "")])
-    notice = "Failed to load CPU gemm_4bit_forward"
+    env["HF_HUB_OFFLINE"] = "1"  # as offline users and CI run: `kernels` then adds a notice of its own
+    notices = ("Failed to load CPU gemm_4bit_forward", "Skipping publisher trust check")
     runs = {how: subprocess.run([sys.executable, "-c", NOTICE_RUN, how], env=env, capture_output=True, text=True,
                                 timeout=300) for how in ("plain", "llmner")}
     assert all(r.returncode == 0 for r in runs.values()), {k: r.stderr[-2000:] for k, r in runs.items()}
-    assert notice in runs["plain"].stderr  # bitsandbytes alone prints it (on such a CPU)
-    assert notice not in runs["llmner"].stderr
+    for notice in notices:
+        assert notice in runs["plain"].stderr  # bitsandbytes alone prints it (on such a CPU)
+        assert notice not in runs["llmner"].stderr

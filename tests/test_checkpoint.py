@@ -124,10 +124,12 @@ def test_every_target_stored_in_a_v0_1_checkpoint_resolves_after_the_upgrade(nam
 def test_v0_1_checkpoint_predicts_raw_text():
     model = llmner.load(GOLDEN / "tagger_crf.ckpt")
     text = "John Smith visited U.S. officials in Paris ."
-    got = model.predict([text, "", text])
+    got = model.predict([text, "", text], grouped=True)
     assert got[0] == got[2] and set(got[0]) == {"LOC", "ORG", "PER"}
     assert got[1] == {"LOC": [], "ORG": [], "PER": []}  # an empty text has no entities, and no crash
     assert all(v in text for values in got[0].values() for v in values)
+    entities = model.predict([text, ""])
+    assert entities[1] == [] and all(text[e["start"]:e["end"]] == e["text"] for e in entities[0])
 
 
 class Payload:

@@ -28,7 +28,7 @@ def test_two_column_tab_corpus_with_other_tags(tmp_path):
     "content, message",
     [
         ("EU B-ORG\nrejects\n", r"train.txt:2: expected at least 2 columns"),
-        ("EU NNP S-ORG\n", r"train.txt:1: tag 'S-ORG' is not O, B-<type> or I-<type>"),
+        ("EU NNP X-ORG\n", r"train.txt:1: tag 'X-ORG' is not O, B-<type> or I-<type>"),
         ("\n\n-DOCSTART- O\n\n", r"train.txt: no sentences found"),
     ],
 )

@@ -55,7 +55,7 @@ def test_run_names(tmp_path):
 
 @pytest.mark.parametrize("text, message", [
     ("a B-PER\n", r":1: expected `token gold predicted` \(3 columns\), got 2"),
-    ("a O O\nb B-PER S-PER\n", r":2: predicted tag 'S-PER' is not O"),
+    ("a O O\nb B-PER Q-PER\n", r":2: predicted tag 'Q-PER' is not O"),  # S-PER (IOBES) is read
     ("a X O\n", r":1: gold tag 'X' is not O"),
     ("\n\n", r"no sentences found"),
 ])

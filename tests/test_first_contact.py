@@ -204,6 +204,8 @@ BAD_INPUTS = [  # (entry point, arguments, what the one line must say); {d}: the
     ("llmner.predict", ["ckpt_path={ckpt}", "file={d}/missing.txt"], "file={d}/missing.txt: no such file (expected a UTF-8 text file"),
     ("llmner.predict", ["ckpt_path={ckpt}", "file={d}/folder"], "file={d}/folder: is a directory"),
     ("llmner.predict", ["text=x"], "config ckpt_path: required"),
+    ("llmner.predict", ["ckpt_path={ckpt}", "text=x", "out={d}/folder"], "out={d}/folder: is a directory (expected a JSONL file"),
+    ("llmner.predict", ["ckpt_path={ckpt}", "text=x", "out={d}/missing/preds.jsonl"], "out={d}/missing/preds.jsonl: no such directory"),
     ("llmner.evaluate", ["ckpt_path={d}/missing.ckpt"], "{d}/missing.ckpt: no such checkpoint file"),
     ("llmner.evaluate", ["ckpt_path={d}/folder"], "{d}/folder: a directory, not a checkpoint file"),
     ("llmner.evaluate", ["ckpt_path={ckpt}", "data=conll2003", "data.path={d}/missing"], "{d}/missing: not a directory"),

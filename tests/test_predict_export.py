@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import llmner
-from llmner.data.text import spans_to_answers
+from llmner.data.text import group_entities, spans_to_answers, values_to_entities
 from llmner.export import export
 from llmner.train import train
 from tests.conftest import TINY, compose_config
@@ -53,22 +53,31 @@ def test_loaded_checkpoint_predicts_what_the_run_predicted(run):
     sentences = dm.sentences["test"]
     if kind == "tagger":
         texts = [" ".join(s.tokens) for s in sentences[:5]]
-        got = model.predict(texts)
+        got = model.predict(texts, grouped=True)
+        entities = model.predict(texts)
         keys = sorted({t[2:] for t in model.tags if t != "O"})
-        for i, (text, entities) in enumerate(zip(texts, got)):
+        for i, (text, answers) in enumerate(zip(texts, got)):
             words = sentences[i].tokens
             offsets, pos = [], 0
             for w in words:
                 offsets.append((pos, pos + len(w)))
                 pos += len(w) + 1
-            assert entities == spans_to_answers(text, offsets, objects["model"].predictions["test"][i], keys)
+            # the grouped view is the old output: the test loop's tags read by the old rule
+            assert answers == spans_to_answers(text, offsets, objects["model"].predictions["test"][i], keys)
+            assert group_entities(entities[i], keys) == answers
+            assert all(text[e["start"]:e["end"]] == e["text"] and 0 < e["score"] <= 1 for e in entities[i])
+        assert any(entities), "no entity predicted: a weak test"
     else:
         # the same batch as the test loop (longest text first), so the same padding
         examples = [it.example for it in sorted(dm.items["test"], key=lambda it: -dm.encoder.length(it))]
-        got = model.predict([e.text for e in examples])
+        texts = [e.text for e in examples]
+        got = model.predict(texts, grouped=True)
         assert got == [objects["model"].answers["test"][e.index] for e in examples]
         assert all(list(g) == model.keys for g in got)
-    assert model.predict([]) == []
+        for text, answers, entities in zip(texts, got, model.predict(texts)):  # each value placed in the text
+            assert entities == values_to_entities(text, answers, model.keys)[0]
+            assert all(text[e["start"]:e["end"]] == e["text"] and e["score"] is None for e in entities)
+    assert model.predict([]) == [] and model.predict([], grouped=True) == []
 
 
 def test_predict_cli_text_file_and_stdin(run, tmp_path):
@@ -79,14 +88,24 @@ def test_predict_cli_text_file_and_stdin(run, tmp_path):
     common = [sys.executable, "-m", "llmner.predict", f"ckpt_path={ckpt}", f"hydra.run.dir={tmp_path / 'h'}"]
     one = subprocess.run(common + [f"text='{texts[0]}'"], capture_output=True, text=True, timeout=300)
     assert one.returncode == 0, one.stderr
-    many = subprocess.run(common + [f"file={tmp_path / 'in.txt'}"], capture_output=True, text=True, timeout=300)
-    piped = subprocess.run(common, input="\n".join(texts) + "\n", capture_output=True, text=True, timeout=300)
+    many = subprocess.run(common + [f"file={tmp_path / 'in.txt'}", f"out={tmp_path / 'spans.jsonl'}"],
+                          capture_output=True, text=True, timeout=300)
+    assert many.returncode == 0, many.stderr
+    piped = subprocess.run(common + ["grouped=true"], input="\n".join(texts) + "\n", capture_output=True, text=True, timeout=300)
     lines = [json.loads(l) for l in many.stdout.splitlines()]
-    expected = llmner.load(ckpt).predict(texts)
-    assert lines == expected and [json.loads(l) for l in piped.stdout.splitlines()] == expected
-    if kind == "tagger":  # a single text is batched alone: the tag heads give the same answer
-        assert json.loads(one.stdout) == expected[0]
-    assert all(isinstance(v, list) for d in lines for v in d.values())
+    model = llmner.load(ckpt)
+    expected, grouped = model.predict(texts), model.predict(texts, grouped=True)
+    assert lines == expected and [json.loads(l) for l in piped.stdout.splitlines()] == grouped
+    if kind == "tagger":  # a single text is batched alone: the tag heads give the same answer (scores up to padding's rounding)
+        alone = json.loads(one.stdout)
+        assert [{**e, "score": None} for e in alone] == [{**e, "score": None} for e in expected[0]]
+        assert [e["score"] for e in alone] == pytest.approx([e["score"] for e in expected[0]], abs=1e-4)
+    assert all(isinstance(d, dict) and isinstance(v, list) for d in grouped for v in d.values())
+    # the spaCy/Prodigy span shape, one line per text, the same spans
+    records = [json.loads(l) for l in (tmp_path / "spans.jsonl").read_text().splitlines()]
+    assert [r["text"] for r in records] == texts
+    assert [[(s["start"], s["end"], s["label"], s["text"], s["score"]) for s in r["spans"]] for r in records] == [
+        [(e["start"], e["end"], e["type"], e["text"], e["score"]) for e in ents] for ents in expected]
 
 
 def test_export_loads_without_llmner(run, tmp_path):

@@ -9,6 +9,7 @@ cache of the frozen layers) and ``util`` (``evaluating``, the cache directory).
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
 
@@ -266,7 +267,10 @@ class Backbone(nn.Module):
                     self.schedule.end()
 
         def batches():
-            for chunk in tqdm(chunks, desc=desc, unit="batch", leave=False, disable=None):
+            # In a terminal a live bar; in a log file (nohup, SLURM) a line every 30 s, not none: a
+            # full fill takes minutes and a silent log looks like a hung job.
+            tty = sys.stderr.isatty()
+            for chunk in tqdm(chunks, desc=desc, unit="batch", leave=not tty, mininterval=0.1 if tty else 30):
                 ids, mask = batch(chunk)
                 with padding(mask):
                     yield ids, mask, self.positions(mask)

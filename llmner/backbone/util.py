@@ -73,6 +73,8 @@ class _DropMessages(logging.Filter):
 # one llmner uses (4-bit weights are a GPU feature here).
 NOTICES = {
     "bitsandbytes.backends.cpu.ops": ("Failed to load CPU gemm_4bit_forward from kernels-community",),
+    # kernels (bitsandbytes' kernel hub client) when HF_HUB_OFFLINE=1: nothing is fetched anyway
+    "kernels._internals.hf_hub": ("Skipping publisher trust check",),
 }
 
 

@@ -1,6 +1,8 @@
 """CoNLL-format corpora: local files (any column layout, token first, tag last) or the Hugging Face Hub.
 
-A local directory holds one file per split. Tags may be IOB1 or IOB2; both come out as IOB2.
+A local directory holds one file per split. Tags may be IOB1, IOB2, IOBES (BIOES) or BILOU
+(``llmner.data.schemes``), detected over all splits or set with ``data.corpus.scheme``; they come
+out as IOB2, and the corpus remembers its scheme so that test predictions are written back in it.
 """
 
 from __future__ import annotations
@@ -9,7 +11,9 @@ import codecs
 import logging
 from pathlib import Path
 
-from llmner.data.schema import DataError, Sentence, iob1_to_iob2, split_tag
+from llmner.data.hf import sentences_from_hf
+from llmner.data.schema import DataError, Sentence
+from llmner.data.schemes import check_tag, normalize_scheme, sentences_to_iob2, splits_to_iob2
 
 log = logging.getLogger(__name__)
 
@@ -28,6 +32,7 @@ def read_conll(
     token_column: int = 0,
     tag_column: int = -1,
     separator: str | None = None,
+    scheme: str | None = "auto",
 ) -> list[Sentence]:
     """Read a CoNLL-format file into IOB2 sentences.
 
@@ -38,11 +43,26 @@ def read_conll(
         token_column: column of the token.
         tag_column: column of the tag (``-1``: the last one).
         separator: column separator.
+        scheme: the tags' scheme (``iob1``, ``iob2``, ``iobes``, ``bilou``); ``auto`` detects it.
 
     Raises:
-        DataError: naming ``path:line`` for a line with too few columns, a tag that is not
-            ``O``/``B-X``/``I-X``, or a file without sentences.
+        DataError: naming ``path:line`` for a line with too few columns, a tag outside the scheme,
+            or a file without sentences.
     """
+    sentences, _ = sentences_to_iob2(read_conll_tags(path, token_column, tag_column, separator, scheme), scheme, str(path))
+    return sentences
+
+
+def read_conll_tags(
+    path: str | Path,
+    token_column: int = 0,
+    tag_column: int = -1,
+    separator: str | None = None,
+    scheme: str | None = "auto",
+) -> list[Sentence]:
+    """Sentences of a CoNLL-format file with their tags as written (see ``read_conll``), each tag
+    checked against ``scheme`` (any scheme's prefixes for ``auto``)."""
+    scheme = normalize_scheme(scheme)
     path = Path(path)
     if not path.is_file():
         raise DataError(f"{path}: no such file")
@@ -54,7 +74,7 @@ def read_conll(
 
     def flush() -> None:
         if tokens:
-            sentences.append(Sentence(tokens[:], iob1_to_iob2(tags), source=f"{path}:{first_line}"))
+            sentences.append(Sentence(tokens[:], tags[:], source=f"{path}:{first_line}"))
             tokens.clear()
             tags.clear()
 
@@ -82,11 +102,9 @@ def read_conll(
                 )
             tag = cols[tag_column]
             try:
-                split_tag(tag)
-            except DataError:
-                raise DataError(
-                    f"{path}:{lineno}: tag {tag!r} is not O, B-<type> or I-<type>"
-                ) from None
+                check_tag(tag, scheme)
+            except DataError as err:
+                raise DataError(f"{path}:{lineno}: {err}") from None
             if not tokens:
                 first_line = lineno
             tokens.append(cols[token_column])
@@ -117,9 +135,12 @@ class ConllCorpus:
         hub_revision: optional revision (branch, tag or commit) of the Hub dataset.
         splits: the splits to load; a missing one is an error.
         token_column, tag_column, separator: the column layout (see ``read_conll``).
+        scheme: the tag scheme (``iob1``, ``iob2``, ``iobes``/``bioes``, ``bilou``); ``auto``
+            detects it over every split. After ``load()``, ``self.scheme`` is the one read.
     """
 
     splitter = "conll"  # raw text is split as CoNLL-2003 was tokenized (``llmner.data.text``)
+    scheme = "iob2"     # the scheme of the data once loaded (``load`` sets it)
 
     def __init__(
         self,
@@ -130,8 +151,10 @@ class ConllCorpus:
         token_column: int = 0,
         tag_column: int = -1,
         separator: str | None = None,
+        scheme: str | None = "auto",
     ) -> None:
         self.path = path
+        self.requested_scheme = normalize_scheme(scheme)
         self.hub_id = hub_id
         self.hub_revision = hub_revision
         self.splits = tuple(splits)
@@ -154,26 +177,17 @@ class ConllCorpus:
             if file is None:
                 tried = ", ".join(f"{n}{{{','.join(SUFFIXES)}}}" for n in SPLIT_ALIASES[split])
                 raise DataError(f"{directory}: no file for the {split!r} split (looked for {tried})")
-            out[split] = read_conll(file, **self.columns)
+            out[split] = read_conll_tags(file, **self.columns, scheme=self.requested_scheme)
             log.info("read %d sentences from %s", len(out[split]), file)
+        out, self.scheme = splits_to_iob2(out, self.requested_scheme, str(directory))
         return out
 
     def _load_hub(self) -> dict[str, list[Sentence]]:
         import datasets  # imported here: local corpora should not pay for it
 
         ds = datasets.load_dataset(self.hub_id, revision=self.hub_revision)
-        return {split: sentences_from_hf(ds[split], source=f"{self.hub_id}:{split}") for split in self.splits}
+        out = {split: sentences_from_hf(ds[split], source=f"{self.hub_id}:{split}", scheme=self.requested_scheme)
+               for split in self.splits}
+        out, self.scheme = splits_to_iob2(out, self.requested_scheme, self.hub_id)
+        return out
 
-
-def sentences_from_hf(dataset, source: str = "hub", tokens_field: str = "tokens", tags_field: str = "ner_tags") -> list[Sentence]:
-    """Sentences from a ``datasets.Dataset`` with a token list and ClassLabel (or string) tags."""
-    feature = dataset.features[tags_field].feature
-    names = getattr(feature, "names", None)
-    out = []
-    for i, row in enumerate(dataset):
-        tags = [names[t] for t in row[tags_field]] if names else list(row[tags_field])
-        if row[tokens_field]:
-            out.append(Sentence(list(row[tokens_field]), iob1_to_iob2(tags), source=f"{source}[{i}]"))
-    if not out:
-        raise DataError(f"{source}: no sentences (an empty split)")
-    return out

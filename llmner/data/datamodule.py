@@ -179,6 +179,14 @@ class CorpusDataModule(L.LightningDataModule):
         return getattr(self.corpus, "splitter", "punct")
 
     @property
+    def scheme(self) -> str:
+        """The tag scheme the test data came in (``iob2`` unless the corpus read another one), in which
+        ``test_predictions.conll`` is written back. Known once the data is loaded."""
+        _ = self.sentences  # loading sets the corpus's scheme
+        corpus = self.test_corpus if self.test_corpus is not None else self.corpus
+        return getattr(corpus, "scheme", "iob2")
+
+    @property
     def tags(self) -> list[str]:
         """The tag list: given, or derived from every split."""
         if self._tags is None:  # derived once: the splits do not change after loading

@@ -9,7 +9,8 @@ The one owner of two rules that every path must apply the same way:
 - **Placing values on words** (``locate_values``, ``values_to_tags``): the importer places gold
   answer values of conversation files, the generative head its predicted values, by the same rule;
   and back (``spans_to_answers``): tagged words become values without the sentence's punctuation
-  at their edges (``trim_value``: "14 Elm Street." -> "14 Elm Street", "969 3rd Rd." stays).
+  at their edges (``trim_value``: "14 Elm Street." -> "14 Elm Street", "969 3rd Rd." stays);
+  ``group_entities`` gives entities with offsets (``llmner.heads.spans``) the same grouped view.
 
 Why by hand: the splitters are two regexes (nltk's Treebank tokenizer would be a dependency for
 one rule and splits "U.S." at the end of a sentence); the value-placing rule is this project's
@@ -170,6 +171,16 @@ def locate_values(text: str, answers: dict[str, list], order: list[str] | None =
     return sorted(spans, key=lambda s: (s.start, s.end)), missing
 
 
+def values_to_entities(text: str, answers: dict[str, list], keys: list[str] | None = None) -> tuple[list[dict], list[tuple[str, object]]]:
+    """Answer values placed in ``text`` (``locate_values``) as entities ``{"type", "text", "start",
+    "end", "score": None}`` in text order, ``text[start:end]`` as written in the text; and the
+    ``(type, value)`` pairs found nowhere."""
+    spans, missing = locate_values(text, answers, keys)
+    entities = [{"type": s.label, "text": text[s.start:s.end], "start": s.start, "end": s.end, "score": None}
+                for s in spans]
+    return entities, missing
+
+
 def spans_to_tags(offsets: Offsets, spans: list[Span]) -> list[str]:
     """IOB2 tags over the words at ``offsets``: a span covers every word it overlaps; where spans
     overlap, the longer one (then the earlier one) keeps the words."""
@@ -258,6 +269,15 @@ def spans_to_answers(text: str, offsets: Offsets, tags: list[str], keys: list[st
         first, last = trim_value(text, offsets[start][0], offsets[end - 1][1])
         if first < last:  # a value of punctuation alone is no value
             out.setdefault(label, []).append(text[first:last])
+    return {k: dedup(v) for k, v in out.items()}
+
+
+def group_entities(entities: list[dict], keys: list[str]) -> dict[str, list[str]]:
+    """The grouped view of entities ``{"type", "text", ...}``: ``{type: [texts]}`` with every key
+    (then any other type met), each value once, in the entities' order."""
+    out: dict[str, list[str]] = {k: [] for k in keys}
+    for e in entities:
+        out.setdefault(e["type"], []).append(e["text"])
     return {k: dedup(v) for k, v in out.items()}
 
 

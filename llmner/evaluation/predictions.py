@@ -12,7 +12,8 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from llmner.data.schema import DataError, split_tag
+from llmner.data.schema import DataError
+from llmner.data.schemes import parse_tag, to_iob2
 
 PREDICTIONS = "test_predictions.conll"
 ANSWERS = "test_answers.jsonl"
@@ -52,11 +53,12 @@ def read_predictions(run: str | Path, name: str | None = None) -> Predictions:
     """Read a run's ``test_predictions.conll`` (or the file ``run``), checking every line.
 
     Each non-blank line is ``token gold predicted`` (more columns are allowed: the last two are the
-    tags); a blank line ends a sentence.
+    tags, in any scheme of ``llmner.data.schemes``; IOBES and BILOU come back as IOB2); a blank line
+    ends a sentence.
 
     Raises:
         DataError: naming ``file:line`` for a line with fewer than 3 columns or a tag that is not
-            ``O``/``B-X``/``I-X``, or a file without sentences.
+            ``O`` or ``B-X``/``I-X``/``E-X``/``S-X``/``L-X``/``U-X``, or a file without sentences.
     """
     path = predictions_path(run)
     tokens, gold, pred, lines = [], [], [], []
@@ -73,9 +75,9 @@ def read_predictions(run: str | Path, name: str | None = None) -> Predictions:
                 raise DataError(f"{path}:{lineno}: expected `token gold predicted` (3 columns), got {len(cols)}: {raw.rstrip()!r}")
             for tag, which in ((cols[-2], "gold"), (cols[-1], "predicted")):
                 try:
-                    split_tag(tag)
-                except DataError:
-                    raise DataError(f"{path}:{lineno}: {which} tag {tag!r} is not O, B-<type> or I-<type>") from None
+                    parse_tag(tag)
+                except DataError as err:
+                    raise DataError(f"{path}:{lineno}: {which} {err}") from None
             if not t:
                 lines.append(lineno)
             t.append(cols[0]), g.append(cols[-2]), p.append(cols[-1])
@@ -83,6 +85,8 @@ def read_predictions(run: str | Path, name: str | None = None) -> Predictions:
         tokens.append(t), gold.append(g), pred.append(p)
     if not tokens:
         raise DataError(f"{path}: no sentences found")
+    if any(t[0] not in "OBI" for tags in (*gold, *pred) for t in tags):  # IOBES or BILOU: read as IOB2
+        gold, pred = [to_iob2(t) for t in gold], [to_iob2(t) for t in pred]
     return Predictions(name or run_name(run), path, tokens, gold, pred, lines)
 
 

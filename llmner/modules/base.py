@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any
 
@@ -24,6 +25,7 @@ import torch
 from lightning.pytorch.callbacks import Timer
 from lightning.pytorch.strategies import FSDPStrategy
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from llmner.checkpoint import FORMAT
 from llmner.errors import ConfigError
@@ -124,6 +126,17 @@ class LlmnerModule(L.LightningModule):
         missing = sorted(self.trainable_names() - set(checkpoint["state_dict"]))
         if missing:
             raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+        # The checkpoint holds only what trained; loading it non-strictly leaves the rest as built.
+        # torch's int8 dynamic linear layers (backbone.cache_int8) refuse that: their loader reads
+        # their scale and packed weights unconditionally, in the layout the state dict's version
+        # metadata names. They are frozen: hand them their own state, with its metadata.
+        quantized = [f"{n}." for n, m in self.named_modules() if isinstance(m, DynamicQuantizedLinear)]
+        if quantized:
+            own = self.state_dict()
+            merged = OrderedDict((k, v) for k, v in own.items() if k.startswith(tuple(quantized)))
+            merged.update(checkpoint["state_dict"])
+            merged._metadata = own._metadata  # type: ignore[attr-defined]
+            checkpoint["state_dict"] = merged
 
     # --- evaluation -------------------------------------------------------------------------
     @property

@@ -20,7 +20,7 @@ from torch import nn
 
 from llmner.backbone.util import evaluating
 from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat, few_shot_examples
-from llmner.data.text import dedup, values_to_tags
+from llmner.data.text import dedup, values_to_entities, values_to_tags
 from llmner.decoding import JsonDecoder, parse_answer
 from llmner.metrics import field_scores
 from llmner.modules.base import LlmnerModule, Record
@@ -173,11 +173,31 @@ class GenerativeModule(LlmnerModule):
                             conversations[i].append({"role": "assistant", "content": raw})
         return out
 
-    def predict(self, texts: list[str]) -> list[dict[str, list]]:
-        """Entities of each text as ``{type: [values]}`` (every type of the schema), constrained greedy."""
+    def predict(self, texts: list[str], grouped: bool = False) -> list:
+        """Entities of each text, constrained greedy: ``[{"type", "text", "start", "end", "score"}, ...]``
+        in text order, each answer value at its first occurrence not yet taken (``locate_values``),
+        ``score`` None (a value found nowhere in the text is logged and left out).
+
+        Args:
+            grouped: return the answers as decoded instead, ``{type: [values]}`` per text (every
+                type of the schema; integer types as integers; values not in the text kept).
+        """
+        entities, answers = self.predict_both(texts)
+        return answers if grouped else entities
+
+    def predict_both(self, texts: list[str]) -> tuple[list[list[dict]], list[dict[str, list]]]:
+        """Both views of ``predict``, from one decoding: the entities of each text, and its answers."""
         if not texts:
-            return []
-        return self.answer(list(texts), constrained=self.head.constrained)["answers"]
+            return [], []
+        answers = self.answer(list(texts), constrained=self.head.constrained)["answers"]
+        entities = []
+        for text, answer in zip(texts, answers):
+            found, missing = values_to_entities(text, answer, self.keys)
+            if missing:
+                log.warning("values not found in the text, left out of its entities: %s",
+                            ", ".join(f"{k}={v!r}" for k, v in missing))
+            entities.append(found)
+        return entities, answers
 
     # --- evaluation ---------------------------------------------------------------------------
     def _record(self, batch: dict) -> list[Record]:

@@ -11,8 +11,9 @@ from torch import nn
 
 from llmner.backbone.util import evaluating
 from llmner.data.alignment import WindowEncoder
-from llmner.data.text import spans_to_answers
+from llmner.data.text import group_entities
 from llmner.heads import CRFHead, LinearHead
+from llmner.heads.spans import predict_entities
 from llmner.losses import CompoundLoss
 from llmner.modules.base import LlmnerModule, Record
 
@@ -155,29 +156,33 @@ class TaggerModule(LlmnerModule):
         return pred, gold, {}
 
     # --- prediction on raw text ------------------------------------------------------------
-    @torch.no_grad()
-    def predict(self, texts: list[str], batch_size: int = 32) -> list[dict[str, list[str]]]:
-        """Entities of each text as ``{type: [text slices]}`` (every type of the tag set, values once each).
+    @property
+    def keys(self) -> list[str]:
+        """The entity types of the tag set, sorted (the keys of the grouped view)."""
+        return sorted({t[2:] for t in self.tags if t != "O"})
+
+    def predict(self, texts: list[str], batch_size: int = 32, grouped: bool = False) -> list:
+        """Entities of each text: ``[{"type", "text", "start", "end", "score"}, ...]`` in text order,
+        ``text[start:end] == entity["text"]`` (``llmner.heads.spans``).
 
         Texts are split into words as the training data was (the encoder's ``splitter``) and cut
         into windows exactly as in training; windows of all texts are batched together, longest
-        first, and every word gets one prediction.
+        first, and every word gets one prediction. ``score``: the CRF's marginal probability of the
+        span, or the linear head's mean softmax probability of its words' tags.
+
+        Args:
+            grouped: return ``{type: [values]}`` per text instead (every type of the tag set, each
+                value once, in text order; ``group_entities``).
         """
-        keys = sorted({t[2:] for t in self.tags if t != "O"})
-        windows, offsets = self.encoder.encode_texts(list(texts))
+        entities, groups = self.predict_both(texts, batch_size)
+        return groups if grouped else entities
+
+    @torch.no_grad()
+    def predict_both(self, texts: list[str], batch_size: int = 32) -> tuple[list[list[dict]], list[dict[str, list[str]]]]:
+        """Both views of ``predict``: the entities of each text, and its grouped view."""
         with evaluating(self):
-            parts: dict[int, list[tuple[int, list[int]]]] = {}
-            order = sorted(windows, key=lambda w: -len(w.input_ids))
-            for i in range(0, len(order), batch_size):
-                chunk = order[i : i + batch_size]
-                batch = {k: v.to(self.device) for k, v in self.encoder.collate(chunk).items()}
-                for w, p in zip(chunk, self.head.decode(self(batch), batch["word_mask"])):
-                    parts.setdefault(w.sentence, []).append((w.offset, p))
-        out = []
-        for k, text in enumerate(texts):
-            tags = [self.tags[t] for _, p in sorted(parts.get(k, [])) for t in p]
-            out.append(spans_to_answers(text, offsets[k], tags, keys))
-        return out
+            entities = predict_entities(list(texts), self.encoder, self, self.head, batch_size, self.device)
+        return entities, [group_entities(e, self.keys) for e in entities]
 
     # --- optimisation ---------------------------------------------------------------------
     def param_groups(self) -> list[dict]:

@@ -1,0 +1,111 @@
+"""Keep and summarise the equal-time pairs (experiments/equal_time_conll_cpu.md, issue 23).
+
+``collect RUNS_DIR``: for each pair folder ``RUNS_DIR/<budget>-seed<N>/`` that
+``run_equal_time_conll_cpu.sh`` left (``smollm2/`` and ``minilm/`` runs, their logs ending with
+``/usr/bin/time -v``), write to ``experiments/figures/equal_time_conll_cpu/pair<minutes>_seed<N>/``
+what the record needs and the run folders (not committed) lose with the machine:
+``<system>_metrics.json``, ``<system>_sentence_counts.csv`` (per test sentence: correct, predicted
+and gold entities, from which any bootstrap over seeds can be recomputed), ``<system>_resources.json``
+(CPU seconds, wall clock, peak RSS) and ``val_curves.csv`` (TensorBoard's val/f1 against time).
+
+``summary``: one row per budget over every kept pair: mean test F1 of each system, the difference,
+the paired t-test over seeds and the paired bootstrap over test sentences (seeds pooled), with the
+same functions as ``python -m llmner.report``. Printed as a markdown table.
+
+Usage (repository root): ``python experiments/scripts/equal_time_summary.py collect logs/equal_time``
+then ``python experiments/scripts/equal_time_summary.py summary``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from llmner.evaluation.predictions import read_predictions
+from llmner.evaluation.runs import read_curves
+from llmner.evaluation.statistics import paired_bootstrap, paired_ttest, sentence_counts
+
+FIGURES = Path(__file__).resolve().parents[1] / "figures" / "equal_time_conll_cpu"
+SYSTEMS = ("smollm2", "minilm")
+TIME_FIELDS = {"Maximum resident set size (kbytes)": "peak_rss_mb", "User time (seconds)": "user_s",
+               "System time (seconds)": "system_s", "Elapsed (wall clock) time (h:mm:ss or m:ss)": "wall"}
+
+
+def resources(log: Path) -> dict:
+    """What ``/usr/bin/time -v`` appended to a run's log."""
+    out = {}
+    for line in log.read_text(errors="replace").splitlines():
+        key, _, value = line.strip().rpartition(": ")
+        if key in TIME_FIELDS:
+            out[TIME_FIELDS[key]] = value
+    if "peak_rss_mb" in out:
+        out["peak_rss_mb"] = round(int(out["peak_rss_mb"]) / 1024)
+    for k in ("user_s", "system_s"):
+        if k in out:
+            out[k] = float(out[k])
+    return out
+
+
+def collect(runs_dir: Path) -> None:
+    for pair in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
+        m = re.fullmatch(r"(\d{2})(\d{2})(\d{2})(\d{2})-seed(\d+)", pair.name)  # DDHHMMSS-seedN
+        if not m or not all((pair / s / "metrics.json").is_file() for s in SYSTEMS):
+            print(f"skipped {pair} (not a finished pair)")
+            continue
+        d, h, mi, _, seed = (int(x) for x in m.groups())
+        out = FIGURES / f"pair{(d * 24 + h) * 60 + mi}_seed{seed}"
+        out.mkdir(parents=True, exist_ok=True)
+        for s in SYSTEMS:
+            shutil.copyfile(pair / s / "metrics.json", out / f"{s}_metrics.json")
+            p = read_predictions(pair / s)
+            np.savetxt(out / f"{s}_sentence_counts.csv", sentence_counts(p.gold, p.pred), fmt="%d", delimiter=",",
+                       header="correct,predicted,gold", comments="")
+            (out / f"{s}_resources.json").write_text(json.dumps(resources(pair / f"{s}.log"), indent=2) + "\n")
+        curves = read_curves([pair / s for s in SYSTEMS])
+        curves.to_csv(out / "val_curves.csv", index=False)
+        print(f"kept {pair} -> {out}")
+
+
+def summary() -> None:
+    rows = []
+    for pair in sorted(FIGURES.glob("pair*_seed*")):
+        minutes, seed = (int(x) for x in re.fullmatch(r"pair(\d+)_seed(\d+)", pair.name).groups())
+        row = {"minutes": minutes, "seed": seed}
+        for s in SYSTEMS:
+            row[s] = json.loads((pair / f"{s}_metrics.json").read_text())["test/f1"]
+            counts = pair / f"{s}_sentence_counts.csv"
+            row[f"{s}_counts"] = np.loadtxt(counts, delimiter=",", skiprows=1, dtype=np.int64) if counts.is_file() else None
+        rows.append(row)
+    df = pd.DataFrame(rows)
+    print("| budget | seeds | SmolLM2 test F1 | MiniLM-L6 test F1 | SmolLM2 − MiniLM | t-test p | bootstrap 95% CI (seeds) |")
+    print("|---|---|---|---|---|---|---|")
+    for minutes, g in df.groupby("minutes"):
+        a, b = g["smollm2"].tolist(), g["minilm"].tolist()
+        kept = g.dropna(subset=["smollm2_counts", "minilm_counts"])
+        if len(kept):
+            boot = paired_bootstrap(list(kept["smollm2_counts"]), list(kept["minilm_counts"]), 1000, 0)
+            ci = f"[{boot['ci_low']:+.3f}, {boot['ci_high']:+.3f}] ({len(kept)})"
+        else:
+            ci = "no predictions kept"
+        sd = (lambda x: f" ± {np.std(x, ddof=1):.3f}" if len(x) > 1 else "")
+        print(f"| {minutes} min | {', '.join(map(str, g['seed']))} | {np.mean(a):.3f}{sd(a)} | {np.mean(b):.3f}{sd(b)} "
+              f"| {np.mean(a) - np.mean(b):+.3f} | {paired_ttest(a, b):.3f} | {ci} |")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("collect").add_argument("runs_dir", type=Path)
+    sub.add_parser("summary")
+    args = parser.parse_args()
+    collect(args.runs_dir) if args.command == "collect" else summary()
+
+
+if __name__ == "__main__":
+    main()
