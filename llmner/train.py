@@ -81,14 +81,15 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     with open_dict(cfg):  # raw text at prediction time is split as the training corpus was
         cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
         get_class(cfg.model._target_).configure(cfg.model, datamodule)
-    model = build_model(cfg, datamodule.tags)
-    datamodule.encoder = model.encoder
-    n_train, n_all = count_parameters(model)
-    log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
     outputs = RunOutputs(cfg.paths.output_dir)
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
                                      logger=loggers or False)
+    # built for this process's device (a DDP rank's own GPU; a CPU run on a GPU machine keeps float32)
+    model = build_model(cfg, datamodule.tags, trainer.strategy.root_device)
+    datamodule.encoder = model.encoder
+    n_train, n_all = count_parameters(model)
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
