@@ -22,6 +22,8 @@ holds the adapter alone in peft's format (``PeftModel.from_pretrained(base, DIR/
   (``torch.load(DIR/"llmner_head.pt")``; the head classes are ``llmner.heads``). A model trained
   with bidirectional layers or repeated input needs those settings to read the same features:
   a plain ``AutoModel`` is causal, so the export says so in the log.
+
+A 4-bit (QLoRA) checkpoint is exported in float32: its 4-bit weights dequantized, then the adapter merged.
 """
 
 from __future__ import annotations
