@@ -21,8 +21,8 @@ from llmner.train import train
 from tests.conftest import TINY, compose_config, write_corpus
 
 TOLERANCE = {"f1": 0.05, "agreement": 0.95}
-TAG = ["model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=8", "trainer.max_steps=40",
-       "trainer.val_check_interval=20", "callbacks.latest.every_n_train_steps=0"]
+TAG = ["model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=8", "trainer.max_steps=100",
+       "trainer.val_check_interval=50", "callbacks.latest.every_n_train_steps=0"]
 GEN = ["model=generative", "data.batch_size=4", "data.eval_batch_size=4", "trainer.max_steps=6",
        "trainer.val_check_interval=6", "data.max_train_samples=24", "data.max_eval_samples=4",
        "data.max_test_samples=6", "head.max_new_tokens=48", "model.lr=1e-3", "head.check_unconstrained=false"]
