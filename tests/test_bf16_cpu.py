@@ -4,8 +4,11 @@
 
 The oracle is the same short run in float32. bf16 keeps 8 bits of mantissa, so a training
 trajectory drifts a little and a close call may flip: the tag heads must agree with float32 on at
-least 95% of the test words and be within 0.05 test F1 (TOLERANCE below); every loss is finite; a
-checkpoint of each bf16 run is exported and the export loads with plain transformers.
+least 95% of the test words and be within 0.05 test F1 (TOLERANCE below), after 100 steps, where
+entity F1 has settled (at 40, 99.6% of the words equal moved the linear head's F1 by 0.06); the
+generative head must decode the same answers for at least 5 of 6 test sentences, its loss within 5%;
+every loss is finite; a checkpoint of each bf16 run is exported and the export loads with plain
+transformers. Measured here: the CRF's predictions were identical to float32's in every bf16 setting.
 """
 
 from __future__ import annotations
@@ -119,13 +122,14 @@ def emissions(model, text: str):
 def test_generative_head_trains_and_decodes_in_bf16(runs, precision, tmp_path):
     from transformers import AutoModelForCausalLM
 
-    _, ref, _ = runs("generative", "fp32")
+    ref_out, ref, _ = runs("generative", "fp32")
     out, metrics, objects = runs("generative", precision)
     assert_finite(metrics)
     assert metrics["test/parse_rate"] == 1.0 and metrics["test/schema_rate"] == 1.0  # the constraint holds in bf16
     assert abs(metrics["test/loss"] - ref["test/loss"]) <= 0.05 * ref["test/loss"]
-    # a 6-step tiny model decodes near-random answers; bf16 may take another branch at a near tie
-    assert abs(metrics["test/field_f1"] - ref["test/field_f1"]) <= 0.25
+    # the decoded answers: greedy decoding of a 6-step tiny model may take another branch at a near tie in bf16
+    ours, theirs = ((d / "test_answers.jsonl").read_text().splitlines() for d in (out, ref_out))
+    assert len(ours) == len(theirs) == 6 and sum(a == b for a, b in zip(ours, theirs)) >= 5
     model = llmner.load(out / "checkpoints" / "last.ckpt")
     examples = [it.example for it in objects["datamodule"].items["test"]][:2]
     assert all(list(a) == model.keys for a in model.predict([e.text for e in examples]))

@@ -26,15 +26,23 @@ from llmner.heads import CRFHead
 from llmner.modules.base import cpu_adam, offloads_optimizer
 from llmner.train import train
 from tests.conftest import TINY, compose_config, write_corpus
-from tests.two_processes import crf_under_fsdp, on_two_processes, recompute_decision
+from tests.two_processes import gpu_path_checks, on_two_processes
 
 TAGS = ["O", "B-PER", "I-PER", "B-LOC", "I-LOC"]
 
 
-def test_crf_head_runs_under_fsdp_on_two_processes():
+@pytest.fixture(scope="module")
+def two_ranks() -> list[dict]:
+    """The two-process checks (tests/two_processes.py), run once: each rank's results."""
+    return on_two_processes(gpu_path_checks)
+
+
+def test_crf_head_runs_under_fsdp_on_two_processes(two_ranks):
     """Before: FSDP's setattr of the flat parameter's views hit the read-only ``transitions`` property,
     and ``decode`` read the CRF's shards outside its forward."""
-    for nll, tags, got_nll, got_tags in on_two_processes(crf_under_fsdp):
+    for result in (r["crf_under_fsdp"] for r in two_ranks):
+        assert not isinstance(result, str), result  # a traceback
+        nll, tags, got_nll, got_tags = result
         assert got_nll == pytest.approx(nll, abs=1e-6) and got_tags == tags
 
 
@@ -211,10 +219,10 @@ def test_4bit_weights_load_on_the_processs_own_device(monkeypatch):
 
 
 # --- selective recompute decided once for all ranks ----------------------------------------------
-def test_threshold_recompute_is_one_decision_across_ranks():
+def test_threshold_recompute_is_one_decision_across_ranks(two_ranks):
     """Before: rank 0 (4 tokens) skipped recomputing while rank 1 (40) recomputed; under FSDP or ZeRO-3 the
     extra weight gathers of one rank's backward then wait for the other's forever."""
-    assert on_two_processes(recompute_decision) == [True, True]
+    assert [r["recompute"] for r in two_ranks] == [True, True]
 
 
 # --- decoding under sharded weights --------------------------------------------------------------
