@@ -24,12 +24,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from llmner.data.schemes import from_iob2
 from llmner.evaluation.predictions import ANSWERS, PREDICTIONS, write_answers, write_predictions
 from llmner.evaluation.runs import write_metrics
-from llmner.memory import peak_memory_mb
+from llmner.memory import peak_memory_mb, peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,13 @@ class RunOutputs(L.Callback):
         self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
-        self.metrics |= getattr(trainer.lightning_module, "run_metrics", {})  # e.g. the trunk cache's fill time
-        self.metrics["memory/peak_mb"] = peak_memory_mb()  # so far: the peak of the run when it ends
+        """Every process calls this (the peaks are gathered from all of them); rank 0 writes."""
+        module = trainer.lightning_module
+        self.metrics |= getattr(module, "run_metrics", {})  # e.g. the trunk cache's fill time
+        # so far: the peaks of the run when it ends; the largest over the processes
+        peaks = torch.tensor([peak_memory_mb(module.device), peak_rss_mb()], dtype=torch.float64, device=module.device)
+        peaks = trainer.strategy.all_gather(peaks).reshape(-1, 2).amax(0).tolist()
+        self.metrics["memory/peak_mb"], self.metrics["memory/peak_rss_mb"] = peaks
         if trainer.is_global_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_metrics(self.output_dir / "metrics.json", self.metrics)

@@ -100,16 +100,17 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     with open_dict(cfg):  # raw text at prediction time is split as the training corpus was
         cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
         get_class(cfg.model._target_).configure(cfg.model, datamodule)
-    model = build_model(cfg, datamodule.tags)
+    outputs = RunOutputs(cfg.paths.output_dir)
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
+                                     logger=loggers or False)
+    # built for this process's device (a DDP rank's own GPU; a CPU run on a GPU machine keeps float32)
+    model = build_model(cfg, datamodule.tags, trainer.strategy.root_device)
     if source is not None:  # after the seeded build: tags without a source keep the rows a plain run gets
         initialise(model, source, OmegaConf.to_container(cfg.init_map, resolve=True) if cfg.get("init_map") else None)
     datamodule.encoder = model.encoder
     n_train, n_all = count_parameters(model)
     log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
-    outputs = RunOutputs(cfg.paths.output_dir)
-    loggers = instantiate_dict(cfg.get("logger"))
-    trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
-                                     logger=loggers or False)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 

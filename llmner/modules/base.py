@@ -18,12 +18,13 @@ import logging
 import math
 from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, Strategy
 from torch import nn
 from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
@@ -46,6 +47,35 @@ def plain_name(name: str) -> str:
     for prefix in WRAPPER_PREFIXES:
         name = name.replace(prefix, "")
     return name
+
+
+def shards_weights(strategy: Strategy) -> bool:
+    """Whether ``strategy`` splits the weights over its processes (FSDP, DeepSpeed ZeRO-3): a rank then
+    holds whole weights only inside a wrapped module's forward, and every rank must run the same passes."""
+    return isinstance(strategy, FSDPStrategy) or (isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3)
+
+
+def offloads_optimizer(strategy: Strategy | None) -> bool:
+    """Whether a DeepSpeed strategy keeps the optimizer in CPU memory (``offload_optimizer=true``)."""
+    config = getattr(strategy, "config", None) if isinstance(strategy, DeepSpeedStrategy) else None
+    offload = ((config or {}).get("zero_optimization") or {}).get("offload_optimizer") or {}
+    return offload.get("device", "none") != "none"
+
+
+def cpu_adam(factory: Callable) -> Callable:
+    """The same optimizer as DeepSpeed's CPU Adam, which ZeRO-Offload requires (it refuses torch's AdamW).
+
+    Raises:
+        ConfigError: an optimizer other than Adam or AdamW, which DeepSpeedCPUAdam cannot stand for.
+    """
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    func = getattr(factory, "func", factory)
+    if func not in (torch.optim.AdamW, torch.optim.Adam):
+        raise ConfigError(f"trainer.strategy.offload_optimizer=true runs DeepSpeed's CPU Adam; model.optimizer is "
+                          f"{getattr(func, '__name__', func)}: use torch.optim.AdamW or Adam, or offload_optimizer=false")
+    kwargs = {k: v for k, v in getattr(factory, "keywords", {}).items() if k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
+    return partial(DeepSpeedCPUAdam, adamw_mode=func is torch.optim.AdamW, **kwargs)
 
 
 class LlmnerModule(L.LightningModule):
@@ -229,7 +259,10 @@ class LlmnerModule(L.LightningModule):
         groups = [g for g in self.param_groups() if g["params"]]
         if not groups:
             raise ValueError("nothing to train: no parameter requires a gradient (backbone.lora: true?)")
-        optimizer = self.optimizer_factory(groups)
+        factory = self.optimizer_factory
+        if offloads_optimizer(self.trainer.strategy):
+            factory = cpu_adam(factory)
+        optimizer = factory(groups)
         total = self.trainer.estimated_stepping_batches  # min of max_steps and max_epochs' steps; inf: neither
         timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
         # the warm-up share of the budget; with no step count, as it would be for 1,000 steps
