@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
+import torch
 from hydra.utils import get_class, instantiate
 from omegaconf import DictConfig, OmegaConf
 
@@ -19,14 +20,16 @@ from llmner.modules.base import LlmnerModule
 log = logging.getLogger(__name__)
 
 
-def build_model(cfg: DictConfig, tags: list[str]) -> LlmnerModule:
+def build_model(cfg: DictConfig, tags: list[str], device: str | torch.device | None = None) -> LlmnerModule:
     """Backbone + head (sized for ``tags``) + the model's encoder, loss and optimizer settings, from ``cfg``.
 
     The model class decides what the backbone keeps (its LM head for the generative model) and
-    how the head is finished (hidden size, or tokenizer).
+    how the head is finished (hidden size, or tokenizer). ``device`` is where the model will run
+    (the trainer's device): it decides ``backbone.dtype: auto`` and where 4-bit weights are loaded.
     """
     module_cls = get_class(cfg.model._target_)
-    backbone = instantiate(cfg.backbone, causal_lm=module_cls.needs_lm_head)
+    extra = {} if device is None else {"device": str(device)}
+    backbone = instantiate(cfg.backbone, causal_lm=module_cls.needs_lm_head, **extra)
     head = module_cls.build_head(instantiate(cfg.head), backbone, tags, cfg.model)
     model = instantiate(cfg.model, backbone=backbone, head=head)
     # Set after instantiate: passed as an argument, its _target_ nodes would be instantiated too.
@@ -42,7 +45,7 @@ def count_parameters(model: LlmnerModule) -> tuple[int, int]:
     return summary.trainable_parameters, summary.total_parameters
 
 
-def load(ckpt_path: str | Path, map_location: str = "cpu") -> LlmnerModule:
+def load(ckpt_path: str | Path, map_location: str = "cpu", device: str | torch.device | None = None) -> LlmnerModule:
     """Rebuild a trained model from an llmner checkpoint (config + trained weights), in eval mode.
 
     An ONNX export (``python -m llmner.export ... format=onnx``: its directory, or one of its
@@ -51,6 +54,8 @@ def load(ckpt_path: str | Path, map_location: str = "cpu") -> LlmnerModule:
 
     The frozen backbone is loaded from the source named in the stored config; the checkpoint
     supplies the adapters, head and CRF. Checkpoints of earlier llmner versions are upgraded.
+    ``device`` (default: ``map_location``) is where the model will run: ``backbone.dtype: auto``
+    is float32 on a CPU even on a machine with a GPU, and 4-bit weights are loaded there, beside the head.
 
     Raises:
         llmner.errors.CheckpointError: a missing, unreadable or foreign file.
@@ -61,7 +66,7 @@ def load(ckpt_path: str | Path, map_location: str = "cpu") -> LlmnerModule:
         return OnnxTagger(ckpt_path)
     checkpoint = read_checkpoint(ckpt_path, map_location)
     cfg = OmegaConf.create(upgrade_config(checkpoint["llmner"]["config"]))
-    model = build_model(cfg, checkpoint["llmner"]["tags"])
+    model = build_model(cfg, checkpoint["llmner"]["tags"], device or map_location)
     model.on_load_checkpoint(checkpoint)
     model.load_state_dict(checkpoint["state_dict"], strict=False)
     return model.eval()

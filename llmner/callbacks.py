@@ -24,12 +24,13 @@ from datetime import timedelta
 from pathlib import Path
 
 import lightning as L
+import torch
 from lightning.pytorch.callbacks import ModelCheckpoint
 
 from llmner.data.schemes import from_iob2
 from llmner.evaluation.predictions import ANSWERS, PREDICTIONS, write_answers, write_predictions
 from llmner.evaluation.runs import write_metrics
-from llmner.memory import peak_memory_mb
+from llmner.memory import peak_memory_mb, peak_rss_mb
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,13 @@ class RunOutputs(L.Callback):
         self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
-        self.metrics |= getattr(trainer.lightning_module, "run_metrics", {})  # e.g. the trunk cache's fill time
-        self.metrics["memory/peak_mb"] = peak_memory_mb()  # so far: the peak of the run when it ends
+        """Every process calls this (the peaks are gathered from all of them); rank 0 writes."""
+        module = trainer.lightning_module
+        self.metrics |= getattr(module, "run_metrics", {})  # e.g. the trunk cache's fill time
+        # so far: the peaks of the run when it ends; the largest over the processes
+        peaks = torch.tensor([peak_memory_mb(module.device), peak_rss_mb()], dtype=torch.float64, device=module.device)
+        peaks = trainer.strategy.all_gather(peaks).reshape(-1, 2).amax(0).tolist()
+        self.metrics["memory/peak_mb"], self.metrics["memory/peak_rss_mb"] = peaks
         if trainer.is_global_zero:
             self.output_dir.mkdir(parents=True, exist_ok=True)
             write_metrics(self.output_dir / "metrics.json", self.metrics)
@@ -113,6 +119,10 @@ class RunOutputs(L.Callback):
                 per_type = "  ".join(f"{t} {m[f'{split}/f1_{t}']:.3f}" for t in types)
                 lines.append(f"{split}/f1 {m[f'{split}/f1']:.4f} (precision {m.get(f'{split}/precision', float('nan')):.4f}, "
                              f"recall {m.get(f'{split}/recall', float('nan')):.4f})  {per_type}")
+                corpora = sorted((k.split("/")[1] for k in m if k.count("/") == 2 and k.startswith(f"{split}/") and k.endswith("/f1")),
+                                 key=lambda c: (c == "corpus_mean", c))  # the mean of the corpora last
+                if corpora:  # data=mix: each corpus's F1
+                    lines.append(f"{split} per corpus: " + "  ".join(f"{c} {m[f'{split}/{c}/f1']:.4f}" for c in corpora))
         if "train/steps" in self.metrics:
             lines.append(f"trained {int(self.metrics['train/steps'])} steps in {self.metrics['train/seconds']:.0f} s")
         lines.append(f"outputs: {self.output_dir} (metrics.json, test_predictions.conll, checkpoints/)")

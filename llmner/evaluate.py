@@ -21,12 +21,12 @@ log = logging.getLogger(__name__)
 
 def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Test the checkpoint ``cfg.ckpt_path`` on ``cfg.data`` (default: the data it was trained on)."""
-    model = load(cfg.ckpt_path)
+    outputs = RunOutputs(cfg.paths.output_dir)
+    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False, callbacks=[outputs])
+    model = load(cfg.ckpt_path, device=trainer.strategy.root_device)  # dtype and 4-bit placement for that device
     data_cfg = cfg.get("data") or OmegaConf.create(model.run_config["data"])
     datamodule = instantiate(data_cfg, tags=model.tags)  # the checkpoint's tag set, checked against the data
     datamodule.encoder = model.encoder  # the model decides how data becomes tensors, the data config which corpus
-    outputs = RunOutputs(cfg.paths.output_dir)
-    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False, callbacks=[outputs])
     trainer.test(model, datamodule=datamodule, verbose=False)
     outputs.report()
     return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}

@@ -28,6 +28,8 @@ holds the adapter alone in peft's format (``PeftModel.from_pretrained(base, DIR/
   ``pipeline("token-classification", model=DIR, trust_remote_code=True)`` then splits words,
   windows, reads and decodes (CRF Viterbi) as ``llmner.predict`` does and returns entities with
   offsets; ``AutoModel.from_pretrained(DIR)`` still gives the bare merged backbone.
+
+A 4-bit (QLoRA) checkpoint is exported in float32: its 4-bit weights dequantized, then the adapter merged.
 """
 
 from __future__ import annotations
@@ -80,10 +82,10 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     if format == "onnx":
         from llmner.onnx_export import write_onnx
 
-        return write_onnx(model, _merged(backbone), out, quantize)
+        return write_onnx(model, _merged(model), out, quantize)
     if hasattr(backbone.model, "peft_config"):
         backbone.model.save_pretrained(out / "adapter")
-    merged = _merged(backbone)
+    merged = _merged(model)
     backbone.tokenizer.save_pretrained(out)
     if getattr(backbone, "causal_lm", False):
         merged.save_pretrained(out)
@@ -112,9 +114,44 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     return out
 
 
-def _merged(backbone):
-    """The backbone's transformers model with the LoRA adapter merged in (as is without one)."""
+def _merged(model):
+    """The backbone's transformers model with the LoRA adapter merged in (as is without one).
+
+    A 4-bit backbone is first rebuilt unquantized in float32 (``_unquantized``): peft would merge
+    into the 4-bit weights and quantize the sum again (the adapter's delta rounded away), and the
+    result would hold bitsandbytes' packed weights and ``weight.absmax`` entries, which neither the
+    token-classification model nor the GGUF writer can take.
+    """
+    backbone = model.backbone
+    if getattr(backbone.model, "is_loaded_in_4bit", False) or getattr(backbone.config, "quantization_config", None):
+        backbone = _unquantized(model)
     return backbone.model.merge_and_unload() if hasattr(backbone.model, "merge_and_unload") else backbone.model
+
+
+def _unquantized(model):
+    """A float32 twin of ``model``'s 4-bit backbone holding the same function: each 4-bit weight
+    dequantized (the weights that were trained against and evaluated, not the source's originals),
+    every other tensor (adapter, norms, embeddings) copied."""
+    import bitsandbytes as bnb
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    source = model.backbone
+    bcfg = OmegaConf.create(model.run_config["backbone"])
+    bcfg.merge_with({"load_in_4bit": False, "dtype": "float32", "cache": False, "cache_dir": None,
+                     "gradient_checkpointing": False})
+    twin = instantiate(bcfg, causal_lm=getattr(source, "causal_lm", False), device="cpu")
+    target = twin.model.state_dict()
+    weights = {f"{name}.weight": bnb.functional.dequantize_4bit(m.weight.data, m.weight.quant_state)
+               for name, m in source.model.named_modules() if isinstance(m, bnb.nn.Linear4bit)}
+    weights |= {k: v for k, v in source.model.state_dict().items()
+                if k in target and k not in weights and v.is_floating_point() and v.shape == target[k].shape}
+    missing = sorted(k for k in target if k not in weights and k.endswith(".weight"))
+    if missing:
+        raise RuntimeError(f"export: no dequantized value for {len(missing)} weights, e.g. {missing[:3]}")
+    twin.model.load_state_dict({k: v.float().cpu() for k, v in weights.items()}, strict=False)
+    log.info("export: the 4-bit backbone dequantized to float32 before merging the adapter")
+    return twin
 
 
 def _prompt_json(model) -> str:
@@ -126,7 +163,7 @@ def _export_gguf(model, out: Path, dtype: str) -> Path:
     from llmner.gguf_export import modelfile, write_gguf
 
     backbone = model.backbone
-    merged = _merged(backbone)
+    merged = _merged(model)
     bcfg = model.run_config.get("backbone", {})
     pre = _source_pre(bcfg) or "default"
     write_gguf(merged, backbone.tokenizer, out / "model.gguf", dtype=dtype,

@@ -1,7 +1,11 @@
-"""Peak memory of this process: CUDA's allocator peak on a GPU, else the peak resident set (RSS).
+"""Peak memory: of the run's device (CUDA's reserved peak on a GPU, else the peak resident set, RSS),
+and of the host (RSS: the trunk cache and the CPU copies live there).
 
-Reported in ``metrics.json`` (``memory/peak_mb``) and in benchmark tables; the benchmark resets the
-peak before each of its runs, so each run reports its own.
+Reported in ``metrics.json`` (``memory/peak_mb`` for the run's device, ``memory/peak_rss_mb`` for the
+host, each the largest over the processes of a multi-process run) and in benchmark tables; the
+benchmark resets the peak before each of its runs, so each run reports its own. A run on the CPU of
+a machine that has a GPU reports its RSS, not the GPU's (unused) counter. Reserved, not allocated:
+the allocator's cache is memory the process holds and another process cannot have.
 
 ``return_freed_memory`` fixes glibc malloc's mmap threshold. By default glibc raises the threshold
 each time a large block is freed (up to 32 MiB), so later activation tensors come from the heap,
@@ -50,10 +54,8 @@ def reset_peak_memory() -> None:
         pass  # elsewhere the peak is since process start (getrusage)
 
 
-def peak_memory_mb() -> float:
-    """Peak CUDA memory allocated on GPU; otherwise the process's peak RSS since the last reset."""
-    if torch.cuda.is_available():
-        return torch.cuda.max_memory_allocated() / 2**20
+def peak_rss_mb() -> float:
+    """The process's peak resident set (host RAM) since the last reset, in MiB."""
     try:
         for line in Path("/proc/self/status").read_text().splitlines():
             if line.startswith("VmHWM:"):
@@ -61,3 +63,16 @@ def peak_memory_mb() -> float:
     except OSError:
         pass
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # kB on Linux
+
+
+def peak_memory_mb(device: str | torch.device | None = None) -> float:
+    """Peak memory of the run's ``device``: CUDA's reserved peak there, the peak RSS on a CPU.
+
+    ``None``: the current CUDA device if this process has used CUDA, else the RSS.
+    """
+    if device is None:
+        device = torch.device("cuda") if torch.cuda.is_available() and torch.cuda.is_initialized() else torch.device("cpu")
+    device = torch.device(device)
+    if device.type == "cuda":
+        return torch.cuda.max_memory_reserved(device) / 2**20
+    return peak_rss_mb()

@@ -29,6 +29,29 @@ def entity_scores(gold: list[list[str]], pred: list[list[str]], split: str) -> d
     return {k: float(v) for k, v in out.items()}
 
 
+def group_scores(gold: dict[int, list[str]], pred: dict[int, list[str]], groups: dict[str, tuple[int, int]],
+                 split: str) -> dict[str, float]:
+    """``entity_scores`` of each group of sentences (e.g. each corpus of a mix), named ``split/<group>/...``.
+
+    Args:
+        gold, pred: sentence index -> tags.
+        groups: group name -> the ``[start, end)`` of its sentence indices.
+
+    A group's figures are those of scoring its sentences alone (predictions of another group's types
+    count as false positives). With two groups or more, ``split/corpus_mean/f1`` is the mean of their F1s.
+    """
+    out: dict[str, float] = {}
+    f1s = []
+    for name, (start, end) in groups.items():
+        keys = [s for s in sorted(pred) if start <= s < end and s in gold]
+        if keys:
+            out |= entity_scores([gold[s] for s in keys], [pred[s] for s in keys], f"{split}/{name}")
+            f1s.append(out[f"{split}/{name}/f1"])
+    if len(f1s) > 1:
+        out[f"{split}/corpus_mean/f1"] = sum(f1s) / len(f1s)
+    return out
+
+
 def _field_set(answers: dict[str, list]) -> set[tuple[str, str]]:
     return {(k, " ".join(str(v).split())) for k, values in answers.items() for v in values if str(v).strip()}
 

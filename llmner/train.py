@@ -18,6 +18,7 @@ from llmner.checkpoint import read_checkpoint
 from llmner.distributed import hydra_job
 from llmner.errors import ConfigError
 from llmner.guards import check_selection
+from llmner.transfer import InitSource, check_compatible, initialise
 
 log = logging.getLogger(__name__)
 
@@ -59,6 +60,23 @@ def scored_by_last_validation(trainer: L.Trainer, outputs: RunOutputs, ckpt: str
     return read_checkpoint(ckpt).get("global_step") == trainer.global_step
 
 
+def init_source(cfg: DictConfig, resume: str | None) -> InitSource | None:
+    """The checkpoint of ``init_from``, checked against this run's model and backbone (``llmner.transfer``).
+
+    ``None`` without ``init_from``, and when resuming (``ckpt_path``): the resumed weights replace it.
+    """
+    if cfg.get("init_map") and not cfg.get("init_from"):
+        raise ConfigError("init_map maps a checkpoint's types onto this run's: it needs init_from=CKPT")
+    if not cfg.get("init_from"):
+        return None
+    if resume:
+        log.info("resuming from %s: its weights replace init_from=%s", resume, cfg.init_from)
+        return None
+    source = InitSource(cfg.init_from)
+    check_compatible(source, cfg)
+    return source
+
+
 def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     """Fit on train, select the best ``val/f1`` checkpoint, score it on validation and test.
 
@@ -76,19 +94,23 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     elif resume:  # a clear error now for a missing or foreign file, not Lightning's traceback later
         step = read_checkpoint(resume).get("global_step", 0)
         log.info("%s %s at step %d", "resuming from" if cfg.train else "testing", resume, step)
+    source = init_source(cfg, resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
     datamodule = instantiate(cfg.data)
     with open_dict(cfg):  # raw text at prediction time is split as the training corpus was
         cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
         get_class(cfg.model._target_).configure(cfg.model, datamodule)
-    model = build_model(cfg, datamodule.tags)
-    datamodule.encoder = model.encoder
-    n_train, n_all = count_parameters(model)
-    log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
     outputs = RunOutputs(cfg.paths.output_dir)
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
                                      logger=loggers or False)
+    # built for this process's device (a DDP rank's own GPU; a CPU run on a GPU machine keeps float32)
+    model = build_model(cfg, datamodule.tags, trainer.strategy.root_device)
+    if source is not None:  # after the seeded build: tags without a source keep the rows a plain run gets
+        initialise(model, source, OmegaConf.to_container(cfg.init_map, resolve=True) if cfg.get("init_map") else None)
+    datamodule.encoder = model.encoder
+    n_train, n_all = count_parameters(model)
+    log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
     for logger in loggers:
         logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
 
@@ -105,6 +127,10 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         ckpt = best if cfg.train else resume
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
     outputs.report()
+    metric = cfg.get("optimized_metric")
+    if metric and cfg.train and metric not in outputs.metrics:
+        log.warning("optimized_metric=%s is not among this run's figures (e.g. %s)", metric,
+                    ", ".join(sorted(k for k in outputs.metrics if k.startswith("val/"))[:6]))
     return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}
 
 

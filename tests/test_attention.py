@@ -196,6 +196,8 @@ RUNS = {
     "repeat": ["model.encoder.repeat=2", "model.subword=first_last"],
     "repeat_cached": ["model.encoder.repeat=2", "backbone.lora_layers=1", "backbone.cache=true",
                       "backbone.attention=bidirectional", "backbone.unmask_layers=[0,1]"],
+    # int8 trunk: the best checkpoint (adapters and head only) must load into its quantized layers
+    "int8_cached": ["backbone.lora_layers=1", "backbone.cache=true", "backbone.cache_int8=true"],
 }
 
 

@@ -53,6 +53,12 @@ def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
         types = cfg.model.prompt.get("types")
         if types:
             cfg.model.prompt.types = [t for t in types if t in list(types)[:2] or t in cfg.model.prompt.integer_types]
+    if cfg.get("init_map") and not cfg.get("init_from"):  # a second stage: a first one's checkpoint, of CoNLL types
+        first = compose_config(["experiment=crime_crf_cpu", *overrides[1:], "data=conll2003", f"data.path={tiny_conll}", "trainer.fast_dev_run=false",
+                                                "trainer.max_steps=1", "test=false"], tmp_path / "first")
+        first.backbone.lora_layers = cfg.backbone.lora_layers
+        train(first)
+        cfg.init_from = str(tmp_path / "first" / "checkpoints" / "last.ckpt")
     metrics, objects = train(cfg)
     assert "test/f1" in metrics
     assert (tmp_path / "test_predictions.conll").is_file()

@@ -45,7 +45,7 @@ def as_tiny(args: list[str], data: Path, ckpt: str) -> list[str]:
         key, _, value = a.partition("=")
         if key in ("data.path", "data_path") or value.startswith(("../shared", "path/to", "data/")):
             value = str(data)
-        elif key == "ckpt_path":
+        elif key in ("ckpt_path", "init_from"):
             value = ckpt
         elif "," in value and not value.startswith(("[", "{", "'")):
             value = value.split(",")[0]  # a multirun sweep: one of its points

@@ -81,8 +81,13 @@ class AttentionSchedule:
         self.config = config
         self.padding: torch.Tensor | None = None  # (B, T) 1 = real token, during Backbone.forward
         self._mask = None
-        for i in unmasked:
-            layers[i].register_forward_pre_hook(self._unmask, with_kwargs=True)
+        self._hooked = [(layers[i], layers[i].register_forward_pre_hook(self._unmask, with_kwargs=True)) for i in unmasked]
+
+    def restore(self) -> None:
+        """Register again each hook a strategy removed (DeepSpeed clears all module hooks before evaluating)."""
+        self._hooked = [(layer, handle if handle.id in layer._forward_pre_hooks
+                         else layer.register_forward_pre_hook(self._unmask, with_kwargs=True))
+                        for layer, handle in self._hooked]
 
     def _unmask(self, layer: nn.Module, args: tuple, kwargs: dict) -> tuple[tuple, dict]:
         from transformers.masking_utils import create_bidirectional_mask

@@ -9,6 +9,7 @@ cache of the frozen layers) and ``util`` (``evaluating``, the cache directory).
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Mapping
 from contextlib import contextmanager
@@ -21,6 +22,28 @@ from llmner.backbone.recompute import SelectiveRecompute
 from llmner.backbone.sources import gguf_cached, resolve_source
 from llmner.backbone.trunk import TrunkCache
 from llmner.backbone.util import DTYPES, evaluating, hide_library_notices
+
+log = logging.getLogger(__name__)
+
+
+def resolve_dtype(dtype: str, device: torch.device, freeze: bool = True) -> str:
+    """The weights' dtype for ``backbone.dtype`` on ``device``.
+
+    ``auto`` is bfloat16 only for frozen weights on a CUDA device with native bf16 (Ampere and
+    later); float32 otherwise: on a CPU (slow bf16 kernels, exports rounded to bf16), on older
+    GPUs (emulated bf16; float16 weights would overflow), and for weights that train
+    (``freeze: false``), whose small AdamW updates would round away in bf16. bf16 compute over
+    float32 weights is ``trainer.precision=bf16-mixed``.
+    """
+    if dtype not in (*DTYPES, "auto"):
+        raise ValueError(f"backbone.dtype must be auto or one of {sorted(DTYPES)}, got {dtype!r}")
+    if dtype == "auto":
+        native = device.type == "cuda" and torch.cuda.is_available() and torch.cuda.is_bf16_supported(including_emulation=False)
+        return "bfloat16" if native and freeze else "float32"
+    if not freeze and dtype != "float32":
+        log.warning("backbone.freeze=false with backbone.dtype=%s: AdamW's small updates round away in %s weights; "
+                    "keep float32 weights and set trainer.precision=bf16-mixed", dtype, dtype)
+    return dtype
 
 
 class Backbone(nn.Module):
@@ -35,8 +58,10 @@ class Backbone(nn.Module):
             dropped, not just ignored: a feature extractor never needs them, and on a CPU the
             lower half of a decoder LM is half the cost (its middle layers are often the
             better features for tagging, too).
-        dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto`` (bfloat16 on CUDA, else float32).
-        load_in_4bit: NF4 weights through bitsandbytes (QLoRA); heads stay in full precision.
+        dtype: ``float32``, ``bfloat16``, ``float16`` or ``auto``: bfloat16 for frozen weights on a CUDA
+            ``device`` that supports it, else float32 (``resolve_dtype``).
+        load_in_4bit: NF4 weights through bitsandbytes (QLoRA); heads stay in full precision. They are
+            placed on ``device`` at load (bitsandbytes quantizes on the device that holds them).
         freeze: freeze the pretrained weights (only adapters train).
         lora: add LoRA adapters.
         lora_r: adapter rank (higher: more capacity and memory).
@@ -60,13 +85,16 @@ class Backbone(nn.Module):
         attn_implementation: ``sdpa``, ``eager`` (or any transformers supports); ``None``: its default.
         cache: compute the frozen layers below the adapters once per window and reuse their
             output (``llmner.backbone.trunk``); needs ``lora_layers`` (or no LoRA) on a decoder.
-        cache_dtype: precision of the cached states (``float16``: half the memory).
+        cache_dtype: precision of the cached states (``float16``: half the memory; ``auto``: bfloat16 beside
+            a bfloat16 backbone, whose states may exceed float16's range, float16 otherwise).
         cache_dir: also keep the cached states on disk here, memory-mapped by later runs of the same
             trunk (seeds, sweep trials); ``None``: in this process only.
         cache_int8: compute the cached layers with int8 dynamically quantized linear layers (CPU):
             a cheaper fill, at an accuracy cost to measure.
         config_overrides: model config attributes set at load, e.g. ``{hidden_dropout_prob: 0.0}``
             (a name the model's config does not have is an error, not a silent no-op).
+        device: where the model will run (``cpu``, ``cuda:1``; the entry points pass the trainer's
+            device, so each DDP rank loads 4-bit weights onto its own GPU); ``None``: CUDA if present.
     """
 
     def __init__(
@@ -91,10 +119,11 @@ class Backbone(nn.Module):
         unmask_layers: str | list[int] = "all",
         attn_implementation: str | None = None,
         cache: bool = False,
-        cache_dtype: str = "float16",
+        cache_dtype: str = "auto",
         cache_dir: str | None = None,
         cache_int8: bool = False,
         config_overrides: dict | None = None,
+        device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
         hide_library_notices()  # before transformers and peft import bitsandbytes
@@ -104,8 +133,8 @@ class Backbone(nn.Module):
         source, gguf = resolve_source(name_or_path, gguf_file, package)
         if gguf and gguf_cache:
             source, gguf = gguf_cached(source, gguf, auto_cls), None
-        if dtype == "auto":
-            dtype = "bfloat16" if torch.cuda.is_available() else "float32"
+        device = torch.device(device if device is not None else "cuda" if torch.cuda.is_available() else "cpu")
+        dtype = resolve_dtype(dtype, device, freeze)
         torch_dtype = DTYPES[dtype]
         if attention not in (None, "causal", "bidirectional"):
             raise ValueError(f"backbone.attention must be causal, bidirectional or null, got {attention!r}")
@@ -124,6 +153,9 @@ class Backbone(nn.Module):
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_compute_dtype=torch_dtype,
                 bnb_4bit_use_double_quant=True,
             )
+            # without a device_map transformers puts 4-bit weights on cuda:0 whatever the rank or the run's device
+            kwargs["device_map"] = {"": device if device.type != "cuda" or device.index is not None
+                                    else torch.device("cuda", torch.cuda.current_device())}
         self.tokenizer = AutoTokenizer.from_pretrained(source, **({"gguf_file": gguf} if gguf else {}))
         if config_overrides is not None and not isinstance(config_overrides, Mapping):
             raise ValueError(f"backbone.config_overrides must be a mapping of config names to values, "
@@ -189,6 +221,11 @@ class Backbone(nn.Module):
         if cache_int8 and not cache:
             raise ValueError("backbone.cache_int8 quantizes the cached trunk: it needs backbone.cache=true")
         if cache:
+            if cache_dtype == "auto":  # bfloat16 states beside bfloat16 weights: float16 can overflow where bf16 does not
+                cache_dtype = "bfloat16" if dtype == "bfloat16" else "float16"
+            elif cache_dtype == "float16" and dtype == "bfloat16":
+                log.warning("backbone.cache_dtype=float16 beside a bfloat16 backbone: states above 65504 become inf "
+                            "(backbone.cache_dtype=auto keeps them in bfloat16)")
             self.trunk = self._trunk_cache(model, lora, lora_layers, freeze, cache_dtype, cache_dir, cache_int8,
                                            {"source": str(name_or_path), "gguf": str(gguf_file), "package": str(package),
                                             "dtype": dtype, "attn": str(model.config._attn_implementation),
@@ -218,6 +255,17 @@ class Backbone(nn.Module):
     def checkpoint_above(self) -> int | None:
         """Tokens per batch above which the layers are recomputed (0: every batch; ``None``: never)."""
         return self.recompute.above if self.recompute is not None else None
+
+    def restore_hooks(self) -> None:
+        """Register again the forward hooks a strategy removed (bidirectional layers, selective recompute).
+
+        Lightning's DeepSpeed strategy clears every module's hooks before validating or testing
+        (``remove_module_hooks``): without this a bidirectional model would be scored causally.
+        """
+        if self.schedule is not None:
+            self.schedule.restore()
+        if self.recompute is not None:
+            self.recompute.restore()
 
     def positions(self, attention_mask: torch.Tensor) -> torch.Tensor:
         """Position ids counted over real tokens only: (B, T) -> (B, T)."""
@@ -275,6 +323,7 @@ class Backbone(nn.Module):
                 with padding(mask):
                     yield ids, mask, self.positions(mask)
 
+        self.restore_hooks()
         with evaluating(self.model):
             self.trunk.store  # noqa: B018 -- maps what earlier runs kept on disk (checked when they wrote it)
             if windows and not self.trunk.checked:  # the split against the whole model, on a few short windows
@@ -292,6 +341,7 @@ class Backbone(nn.Module):
         """
         if self.causal_lm:
             raise RuntimeError("a causal-LM backbone is used through .model (the generative head)")
+        self.restore_hooks()
         if not self.decoder:
             return self.model(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
         positions = self.positions(attention_mask)  # (B, T)

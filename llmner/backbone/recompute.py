@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import torch
+import torch.distributed as dist
 from torch import nn
 
 
@@ -24,9 +25,19 @@ class SelectiveRecompute:
         enable = getattr(model, "activation_checkpointing_enable", None) or model.gradient_checkpointing_enable
         enable()  # the new name in later transformers 5 releases; the old one warns and goes in v6
         model.enable_input_require_grads()
+        self.model = model
         self.above = above
         self.layers = [m for m in model.modules() if isinstance(m, GradientCheckpointingLayer)]
-        model.register_forward_pre_hook(self._choose, with_kwargs=True)
+        self._handle = model.register_forward_pre_hook(self._choose, with_kwargs=True)
+
+    def restore(self) -> None:
+        """Register again the hooks a strategy removed (DeepSpeed clears all module hooks before evaluating)."""
+        if self._handle.id not in self.model._forward_pre_hooks:
+            self._handle = self.model.register_forward_pre_hook(self._choose, with_kwargs=True)
+        grads = getattr(self.model, "_require_grads_hook", None)
+        embeddings = self.model.get_input_embeddings()
+        if grads is not None and grads.id not in embeddings._forward_hooks:
+            self.model.enable_input_require_grads()
 
     def _choose(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
         """Forward pre-hook: checkpoint the layers only for a batch of more than ``above`` tokens.
@@ -41,6 +52,12 @@ class SelectiveRecompute:
         if x is None:
             x = kwargs["inputs_embeds"][..., 0]
         recompute = torch.is_grad_enabled() and x.numel() > self.above
+        if torch.is_grad_enabled() and dist.is_available() and dist.is_initialized() and dist.get_world_size() > 1:
+            # one decision for all ranks (the longest batch's): under FSDP or ZeRO-3 a recomputed layer gathers
+            # its weights again in the backward, and ranks that disagree would wait on each other's gathers
+            flag = torch.tensor([int(recompute)], device=x.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            recompute = bool(flag.item())
         for layer in self.layers:
             layer.gradient_checkpointing = recompute
             if recompute:

@@ -16,18 +16,21 @@ from __future__ import annotations
 
 import logging
 import math
+from collections import OrderedDict
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import Timer
-from lightning.pytorch.strategies import FSDPStrategy
+from lightning.pytorch.strategies import DeepSpeedStrategy, FSDPStrategy, Strategy
 from torch import nn
+from torch.ao.nn.quantized.dynamic import Linear as DynamicQuantizedLinear
 
 from llmner.checkpoint import FORMAT
 from llmner.errors import ConfigError
-from llmner.metrics import entity_scores
+from llmner.metrics import entity_scores, group_scores
 from llmner.schedule import BudgetSchedule, budget_scheduler
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,35 @@ def plain_name(name: str) -> str:
     for prefix in WRAPPER_PREFIXES:
         name = name.replace(prefix, "")
     return name
+
+
+def shards_weights(strategy: Strategy) -> bool:
+    """Whether ``strategy`` splits the weights over its processes (FSDP, DeepSpeed ZeRO-3): a rank then
+    holds whole weights only inside a wrapped module's forward, and every rank must run the same passes."""
+    return isinstance(strategy, FSDPStrategy) or (isinstance(strategy, DeepSpeedStrategy) and strategy.zero_stage_3)
+
+
+def offloads_optimizer(strategy: Strategy | None) -> bool:
+    """Whether a DeepSpeed strategy keeps the optimizer in CPU memory (``offload_optimizer=true``)."""
+    config = getattr(strategy, "config", None) if isinstance(strategy, DeepSpeedStrategy) else None
+    offload = ((config or {}).get("zero_optimization") or {}).get("offload_optimizer") or {}
+    return offload.get("device", "none") != "none"
+
+
+def cpu_adam(factory: Callable) -> Callable:
+    """The same optimizer as DeepSpeed's CPU Adam, which ZeRO-Offload requires (it refuses torch's AdamW).
+
+    Raises:
+        ConfigError: an optimizer other than Adam or AdamW, which DeepSpeedCPUAdam cannot stand for.
+    """
+    from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+    func = getattr(factory, "func", factory)
+    if func not in (torch.optim.AdamW, torch.optim.Adam):
+        raise ConfigError(f"trainer.strategy.offload_optimizer=true runs DeepSpeed's CPU Adam; model.optimizer is "
+                          f"{getattr(func, '__name__', func)}: use torch.optim.AdamW or Adam, or offload_optimizer=false")
+    kwargs = {k: v for k, v in getattr(factory, "keywords", {}).items() if k in ("lr", "betas", "eps", "weight_decay", "amsgrad")}
+    return partial(DeepSpeedCPUAdam, adamw_mode=func is torch.optim.AdamW, **kwargs)
 
 
 class LlmnerModule(L.LightningModule):
@@ -124,6 +156,17 @@ class LlmnerModule(L.LightningModule):
         missing = sorted(self.trainable_names() - set(checkpoint["state_dict"]))
         if missing:
             raise ValueError(f"checkpoint lacks {len(missing)} trained weights, e.g. {missing[:3]}")
+        # The checkpoint holds only what trained; loading it non-strictly leaves the rest as built.
+        # torch's int8 dynamic linear layers (backbone.cache_int8) refuse that: their loader reads
+        # their scale and packed weights unconditionally, in the layout the state dict's version
+        # metadata names. They are frozen: hand them their own state, with its metadata.
+        quantized = [f"{n}." for n, m in self.named_modules() if isinstance(m, DynamicQuantizedLinear)]
+        if quantized:
+            own = self.state_dict()
+            merged = OrderedDict((k, v) for k, v in own.items() if k.startswith(tuple(quantized)))
+            merged.update(checkpoint["state_dict"])
+            merged._metadata = own._metadata  # type: ignore[attr-defined]
+            checkpoint["state_dict"] = merged
 
     # --- evaluation -------------------------------------------------------------------------
     @property
@@ -173,6 +216,9 @@ class LlmnerModule(L.LightningModule):
         self.predictions[split], self.gold[split] = pred, gold
         order = sorted(pred)
         metrics = entity_scores([gold[s] for s in order], [pred[s] for s in order], split) | extra
+        groups = getattr(self.trainer.datamodule, "groups", None)  # several corpora (data=mix): also each one's
+        if groups is not None:
+            metrics |= group_scores(gold, pred, groups(split), split)
         f1 = metrics.pop(f"{split}/f1")
         self.log_dict(metrics, sync_dist=False)  # already global: computed from every process's records
         self.log(f"{split}/f1", f1, prog_bar=True, sync_dist=False)
@@ -213,7 +259,10 @@ class LlmnerModule(L.LightningModule):
         groups = [g for g in self.param_groups() if g["params"]]
         if not groups:
             raise ValueError("nothing to train: no parameter requires a gradient (backbone.lora: true?)")
-        optimizer = self.optimizer_factory(groups)
+        factory = self.optimizer_factory
+        if offloads_optimizer(self.trainer.strategy):
+            factory = cpu_adam(factory)
+        optimizer = factory(groups)
         total = self.trainer.estimated_stepping_batches  # min of max_steps and max_epochs' steps; inf: neither
         timer = next((cb for cb in self.trainer.callbacks if isinstance(cb, Timer)), None)
         # the warm-up share of the budget; with no step count, as it would be for 1,000 steps

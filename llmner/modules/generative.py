@@ -23,7 +23,7 @@ from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat, few_shot_exam
 from llmner.data.text import dedup, values_to_entities, values_to_tags
 from llmner.decoding import JsonDecoder, parse_answer
 from llmner.metrics import field_scores
-from llmner.modules.base import LlmnerModule, Record
+from llmner.modules.base import LlmnerModule, Record, shards_weights
 
 log = logging.getLogger(__name__)
 
@@ -105,6 +105,7 @@ class GenerativeModule(LlmnerModule):
         a conversation for SmolLM2).
         """
         labels = batch["labels"]  # (B, T)
+        self.backbone.restore_hooks()  # selective recompute's hook, if a strategy removed it
         keep = (labels[:, 1:] != -100).any(0).nonzero().squeeze(-1)  # (P,) positions t whose token t+1 is an answer
         logits = self.backbone.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"],
                                      logits_to_keep=keep).logits  # (B, P, V)
@@ -131,7 +132,7 @@ class GenerativeModule(LlmnerModule):
             log.warning("a prompt of %d tokens + %d new tokens exceeds the backbone's %d positions; "
                         "answers may degrade (nothing is truncated)", T, self.head.max_new_tokens, limit)
         kwargs = dict(max_new_tokens=self.head.max_new_tokens, do_sample=False, eos_token_id=self.eos_id,
-                      pad_token_id=self.encoder.pad_id)
+                      pad_token_id=self.encoder.pad_id, synced_gpus=self.synced_generation)
         if constrained:
             processor = self.head.processor(keys, set(self.prompt.integer_types), texts, T, self.eos_id)
             kwargs["logits_processor"] = [processor]
@@ -139,6 +140,18 @@ class GenerativeModule(LlmnerModule):
         if constrained:  # the exact strings the grammar accepted
             return [self.head.text_of(row, self.eos_id) for row in out]
         return [self.tokenizer.decode(row, skip_special_tokens=True) for row in out]
+
+    @property
+    def synced_generation(self) -> bool:
+        """Whether every rank must run a decoding step until all are done (``generate(synced_gpus=True)``).
+
+        Under FSDP or ZeRO-3 each step gathers the weights from every rank: a rank whose answers ended
+        early and stopped would leave the others waiting. transformers infers this for FSDP only; it
+        cannot see Lightning's DeepSpeed engine (``is_deepspeed_zero3_enabled`` reads its own config).
+        """
+        if self._trainer is None or not shards_weights(self.trainer.strategy):
+            return False
+        return self.trainer.world_size > 1
 
     def answer(self, texts: list[str], constrained: bool = True, also_free: bool = False) -> dict[str, list]:
         """Ask every question of the prompt format about each text.

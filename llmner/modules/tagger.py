@@ -12,10 +12,11 @@ from torch import nn
 from llmner.backbone.util import evaluating
 from llmner.data.alignment import WindowEncoder
 from llmner.data.text import group_entities
+from llmner.errors import ConfigError
 from llmner.heads import CRFHead, LinearHead
 from llmner.heads.spans import predict_entities
 from llmner.losses import CompoundLoss
-from llmner.modules.base import LlmnerModule, Record
+from llmner.modules.base import LlmnerModule, Record, shards_weights
 
 log = logging.getLogger(__name__)
 
@@ -130,6 +131,13 @@ class TaggerModule(LlmnerModule):
         self.run_metrics |= {f"cache/{stage}_fill_seconds": seconds, f"cache/{stage}_windows": len(windows),
                              f"cache/{stage}_computed": computed}
         log.info("trunk cache: %d of %d windows of %s computed in %.1f s", computed, len(windows), "+".join(splits), seconds)
+
+    def setup(self, stage: str) -> None:
+        if getattr(self.backbone, "trunk", None) is not None and shards_weights(self.trainer.strategy):
+            # the fill runs the trunk outside any forward (sharded weights), hits differ per rank (so would the
+            # weight gathers), and the fingerprint would hash this rank's shard: one copy of the model per process only
+            raise ConfigError("backbone.cache=true needs the whole model on every process: use trainer=ddp "
+                              "(or one device), not FSDP or DeepSpeed ZeRO-3")
 
     def on_train_start(self) -> None:
         self._fill_trunk(("train", "validation"), "train")
