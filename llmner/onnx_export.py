@@ -111,11 +111,12 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
     if any(p.dtype in (torch.uint8, torch.int8) for p in merged.parameters()):
         raise ConfigError("format=onnx needs float weights: this 4-bit backbone did not merge into a float model")
     backbone = model.backbone
-    if backbone.schedule is not None and merged is not backbone.model.get_base_model():
+    if backbone.schedule is not None:
         # a 4-bit backbone merges into a float32 twin (export._unquantized) whose layers carry its own
-        # schedule's hooks: Backbone.forward must feed that schedule the padding
-        backbone.schedule = next(h.__self__ for m in merged.modules() for h in m._forward_pre_hooks.values()
-                                 if isinstance(getattr(h, "__self__", None), AttentionSchedule))
+        # schedule's hooks: Backbone.forward must feed the padding to the schedule of the layers it runs
+        owners = [h.__self__ for m in merged.modules() for h in m._forward_pre_hooks.values()
+                  if isinstance(getattr(h, "__self__", None), AttentionSchedule)]
+        backbone.schedule = owners[0] if owners else backbone.schedule
     backbone.model = merged.float()  # an ONNX graph in float32 whatever the training dtype
     model.head.float()
     if backbone.trunk is not None:  # the cache is a training device: the graph runs every layer
