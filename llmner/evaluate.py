@@ -11,7 +11,7 @@ import hydra
 from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
-from llmner import cli
+from llmner import cli, tracking
 from llmner.builders import instantiate_dict, load
 from llmner.callbacks import RunOutputs
 from llmner.distributed import hydra_job
@@ -26,9 +26,12 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule = instantiate(data_cfg, tags=model.tags)  # the checkpoint's tag set, checked against the data
     datamodule.encoder = model.encoder  # the model decides how data becomes tensors, the data config which corpus
     outputs = RunOutputs(cfg.paths.output_dir)
-    trainer = instantiate(cfg.trainer, logger=instantiate_dict(cfg.get("logger")) or False, callbacks=[outputs])
+    loggers = instantiate_dict(cfg.get("logger"))
+    trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[outputs])
+    tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
     trainer.test(model, datamodule=datamodule, verbose=False)
     outputs.report()
+    tracking.end_run(loggers, outputs.metrics, trainer.global_step)
     return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
 

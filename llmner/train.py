@@ -11,7 +11,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llmner import cli
+from llmner import cli, tracking
 from llmner.builders import build_model, count_parameters, instantiate_dict
 from llmner.callbacks import RunOutputs
 from llmner.checkpoint import read_checkpoint
@@ -89,8 +89,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     loggers = instantiate_dict(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
                                      logger=loggers or False)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
 
     best = None
     if cfg.train:
@@ -105,6 +104,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         ckpt = best if cfg.train else resume
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
     outputs.report()
+    tracking.end_run(loggers, outputs.metrics, trainer.global_step)  # metrics.json's figures to every tracker
     return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}
 
 

@@ -1,0 +1,72 @@
+"""Experiment trackers (``conf/logger/``): what a tiny run leaves in CSV, MLflow and W&B, read back with their own tools.
+
+The oracle is the run's ``metrics.json`` (written by ``RunOutputs``, independently of any logger) and the
+config the run was composed with.
+"""
+
+import json
+
+import pandas as pd
+import pytest
+import yaml
+
+from llmner.benchmark import benchmark
+from llmner.train import train
+from tests.conftest import TINY, compose_config
+
+FAST = ["model.lr_backbone=5e-3", "model.lr_head=5e-2", "data.batch_size=16", "trainer.max_steps=4",
+        "trainer.val_check_interval=2", "trainer.check_val_every_n_epoch=null", "trainer.num_sanity_val_steps=0"]
+
+
+def test_mlflow_and_csv_together_hold_params_metrics_and_the_final_figures(tiny_conll, tmp_path):
+    mlflow = pytest.importorskip("mlflow")
+    out = tmp_path / "run"
+    cfg = compose_config([*TINY, *FAST, f"data.path={tiny_conll}", "logger=[tensorboard,csv,mlflow]"], out)
+    metrics, _ = train(cfg)
+    final = json.loads((out / "metrics.json").read_text())
+    assert final == pytest.approx(metrics) and (out / "tensorboard").is_dir()  # the default logger still writes
+
+    client = mlflow.MlflowClient(cfg.logger.mlflow.tracking_uri)
+    assert cfg.logger.mlflow.tracking_uri == f"sqlite:///{out}/mlflow.db"  # the default: a database in the log dir
+    [run] = client.search_runs([client.get_experiment_by_name("train").experiment_id])
+    assert run.info.status == "FINISHED" and run.data.tags["output_dir"] == str(out)
+    params = run.data.params
+    assert params["seed"] == "42" and params["trainer/max_steps"] == "4" and params["head/_target_"] == cfg.head._target_
+    assert params["data/path"] == str(tiny_conll)
+    assert run.data.metrics["val/f1"] == pytest.approx(final["val/f1"])  # the latest value: the selected checkpoint's
+    assert run.data.metrics["test/f1"] == pytest.approx(final["test/f1"])
+    assert run.data.metrics["train/steps"] == 4 and run.data.metrics["memory/peak_mb"] == pytest.approx(final["memory/peak_mb"])
+    history = client.get_metric_history(run.info.run_id, "val/f1")
+    # each of the 2 validations (Lightning logs them during training), then metrics.json's figure at the last step
+    assert len(history) >= 3 and max(m.step for m in history) == 4
+    assert len(client.get_metric_history(run.info.run_id, "train/loss")) >= 1
+
+    rows = pd.read_csv(out / "csv" / "metrics.csv")
+    assert rows["val/f1"].dropna().iloc[-1] == pytest.approx(final["val/f1"])
+    assert rows["test/f1"].dropna().iloc[-1] == pytest.approx(final["test/f1"])
+    assert rows["train/seconds"].dropna().iloc[-1] == pytest.approx(final["train/seconds"])  # metrics.json's own figure
+    assert rows["train/loss"].notna().sum() >= 1
+    hparams = yaml.safe_load((out / "csv" / "hparams.yaml").read_text())
+    assert hparams["seed"] == 42 and hparams["trainer"]["max_steps"] == 4
+
+
+def test_a_benchmark_logs_each_run_to_wandb_offline(tiny_conll, tmp_path, monkeypatch):
+    pytest.importorskip("wandb", reason="wandb is not installed: pip install 'llmner[tracking]'")
+    monkeypatch.setenv("WANDB_SILENT", "true")
+    monkeypatch.delenv("WANDB_MODE", raising=False)
+    extra = [*TINY[:-1], *FAST[:3], "logger=[wandb]"]
+    cfg = compose_config([f"data_path={tiny_conll}", "max_steps=3", "seeds=[1,2]", "bootstrap_samples=20",
+                          'systems=[{name:crf,overrides:["head=crf"]}]',
+                          "extra_overrides=[" + ",".join(f'"{o}"' for o in extra) + "]"], tmp_path, "benchmark")
+    benchmark(cfg)
+    runs = {}
+    for seed in (1, 2):
+        folder = tmp_path / "crf" / f"seed{seed}"
+        [run_dir] = (folder / "wandb").glob("offline-run-*")  # one W&B run per benchmark run, in its own folder
+        final = json.loads((folder / "metrics.json").read_text())
+        summary = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
+        assert summary["test/f1"] == pytest.approx(final["test/f1"]) and summary["train/steps"] == 3
+        config = yaml.safe_load((run_dir / "files" / "config.yaml").read_text())
+        assert config["seed"]["value"] == seed
+        runs[seed] = run_dir.name
+    assert runs[1] != runs[2]
