@@ -7,6 +7,7 @@ import re
 import subprocess
 import sys
 from datetime import datetime
+from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -123,3 +124,26 @@ def test_slurm_launcher_config_reaches_sbatch(tiny_conll, tmp_path):
                  "--mem=64GB", "--array=0-2%3", "--nodes=1"):
         assert f"#SBATCH {line}\n" in sbatch, line
     assert "module load cuda\n" in sbatch and "submitit.core._submit" in sbatch  # array: 3 jobs (array_parallelism 16, capped at 3)
+
+
+def test_slurm_sweep_runs_each_job_on_the_ranks_slurm_starts(tiny_conll, tmp_path):
+    """``hydra/launcher=slurm`` end to end with SLURM's commands played by ``tests/fake_slurm.py``: a 2-job array,
+    each job 2 tasks that Lightning takes for its DDP ranks (gloo on CPU), each job in its own folder."""
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    subprocess.run([sys.executable, str(Path(__file__).with_name("fake_slurm.py")), "install", str(bin_dir)], check=True)
+    env = {**os.environ, "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1"}
+    sweep = tmp_path / "sweep"
+    proc = subprocess.run([sys.executable, "-m", "llmner.train", "-m", "hydra/launcher=slurm", "hydra.launcher.gpus_per_node=0",
+                           "hydra.launcher.tasks_per_node=2", "trainer=ddp_sim", "seed=1,2", f"data.path={tiny_conll}",
+                           "trainer.max_steps=3", f"hydra.sweep.dir={sweep}", *TINY_BUDGET],
+                          capture_output=True, text=True, timeout=600, env=env)
+    logs = "\n".join(p.read_text() for p in sorted((sweep / ".submitit").rglob("*_log.*")))
+    assert proc.returncode == 0, proc.stderr[-2000:] + logs[-3000:]
+    assert "Submitted batch job" not in proc.stderr  # submitit read the job id (the stand-in prints it to stdout)
+    for job in ("0", "1"):
+        metrics = json.loads((sweep / job / "metrics.json").read_text())
+        assert metrics["train/steps"] == 3 and "test/f1" in metrics
+        assert len((sweep / job / "test_predictions.conll").read_text().strip().split("\n\n")) == 40  # every sentence once
+    assert logs.count("Job completed successfully") >= 4  # 2 jobs x 2 tasks
+    assert "MEMBER: 2/2" in logs  # Lightning's process group: the second rank joined, started by (stand-in) srun

@@ -5,12 +5,14 @@ config the run was composed with.
 """
 
 import json
+from pathlib import Path
 
 import pandas as pd
 import pytest
 import yaml
 
 from llmner.benchmark import benchmark
+from llmner.evaluate import evaluate
 from llmner.train import train
 from tests.conftest import TINY, compose_config
 
@@ -49,6 +51,40 @@ def test_mlflow_and_csv_together_hold_params_metrics_and_the_final_figures(tiny_
     hparams = yaml.safe_load((out / "csv" / "hparams.yaml").read_text())
     assert hparams["seed"] == 42 and hparams["trainer"]["max_steps"] == 4
 
+    scored = tmp_path / "eval"  # llmner.evaluate sends its figures the same way
+    ckpt = next((out / "checkpoints").glob("epoch*.ckpt"))
+    evaluate(compose_config([f"ckpt_path={ckpt}", "logger=csv"], scored, "eval"))
+    rows = pd.read_csv(scored / "csv" / "metrics.csv")
+    assert rows["test/f1"].dropna().iloc[-1] == pytest.approx(json.loads((scored / "metrics.json").read_text())["test/f1"])
+    assert yaml.safe_load((scored / "csv" / "hparams.yaml").read_text())["ckpt_path"] == str(ckpt)
+
+
+def wandb_records(path: Path) -> list:
+    """The records of a W&B run file, read by hand: wandb 0.31 ships no reader of its own.
+
+    The file is a LevelDB log: a 7-byte header (``:W&B``, magic, version), then 32 KiB blocks of records,
+    each with a 7-byte header (CRC, length, kind: 1 whole, 2-4 first/middle/last piece); each record is
+    a ``wandb_internal_pb2.Record``.
+    """
+    from wandb.proto import wandb_internal_pb2 as pb
+
+    data = path.read_bytes()
+    assert data[:4] == b":W&B", path
+    records, pending, pos = [], b"", 7
+    while pos + 7 <= len(data):
+        if 32768 - pos % 32768 < 7:  # a block's tail too short for a header is padding
+            pos += 32768 - pos % 32768
+            continue
+        length, kind = int.from_bytes(data[pos + 4:pos + 6], "little"), data[pos + 6]
+        if kind == 0:
+            break
+        pending += data[pos + 7:pos + 7 + length]
+        pos += 7 + length
+        if kind in (1, 4):
+            records.append(pb.Record.FromString(pending))
+            pending = b""
+    return records
+
 
 def test_a_benchmark_logs_each_run_to_wandb_offline(tiny_conll, tmp_path, monkeypatch):
     pytest.importorskip("wandb", reason="wandb is not installed: pip install 'llmner[tracking]'")
@@ -59,14 +95,22 @@ def test_a_benchmark_logs_each_run_to_wandb_offline(tiny_conll, tmp_path, monkey
                           'systems=[{name:crf,overrides:["head=crf"]}]',
                           "extra_overrides=[" + ",".join(f'"{o}"' for o in extra) + "]"], tmp_path, "benchmark")
     benchmark(cfg)
-    runs = {}
+    ids = set()
     for seed in (1, 2):
         folder = tmp_path / "crf" / f"seed{seed}"
-        [run_dir] = (folder / "wandb").glob("offline-run-*")  # one W&B run per benchmark run, in its own folder
+        [run_file] = (folder / "wandb").glob("offline-run-*/run-*.wandb")  # one W&B run per benchmark run, in its folder
         final = json.loads((folder / "metrics.json").read_text())
-        summary = json.loads((run_dir / "files" / "wandb-summary.json").read_text())
-        assert summary["test/f1"] == pytest.approx(final["test/f1"]) and summary["train/steps"] == 3
-        config = yaml.safe_load((run_dir / "files" / "config.yaml").read_text())
-        assert config["seed"]["value"] == seed
-        runs[seed] = run_dir.name
-    assert runs[1] != runs[2]
+        records = wandb_records(run_file)
+        kinds = [r.WhichOneof("record_type") for r in records]
+        [run] = [r.run for r in records if r.HasField("run")]
+        config = {i.key: json.loads(i.value_json) for r in records if r.HasField("config") for i in r.config.update}
+        history = {}  # key -> values in the order logged
+        for r in records:
+            for item in r.history.item if r.HasField("history") else []:
+                history.setdefault(item.key or "/".join(item.nested_key), []).append(json.loads(item.value_json))
+        assert run.project == "llmner" and run.run_group == "train" and kinds[-1] == "exit"  # finished
+        assert config["seed"] == seed and config["trainer"]["max_steps"] == 3
+        assert history["test/f1"][-1] == pytest.approx(final["test/f1"]) and history["train/steps"] == [3]
+        assert len(history["val/f1"]) >= 2  # Lightning's validation, then metrics.json's figure
+        ids.add(run.run_id)
+    assert len(ids) == 2
