@@ -12,7 +12,7 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from llmner import cli, tracking
-from llmner.builders import instantiate_dict, load
+from llmner.builders import load
 from llmner.callbacks import RunOutputs
 from llmner.distributed import hydra_job
 
@@ -26,7 +26,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule = instantiate(data_cfg, tags=model.tags)  # the checkpoint's tag set, checked against the data
     datamodule.encoder = model.encoder  # the model decides how data becomes tensors, the data config which corpus
     outputs = RunOutputs(cfg.paths.output_dir)
-    loggers = instantiate_dict(cfg.get("logger"))
+    loggers = tracking.build_loggers(cfg.get("logger"))
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[outputs])
     tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
     trainer.test(model, datamodule=datamodule, verbose=False)

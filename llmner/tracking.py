@@ -3,6 +3,7 @@
 Lightning sends every metric a module logs (losses, learning rates, ``val/*`` at each validation,
 ``test/*``) to every logger of the trainer. Around that, each run:
 
+- ``build_loggers``: builds the loggers of ``conf/logger/``;
 - ``start_run``: sends its resolved config as hyperparameters (MLflow params, W&B config, TensorBoard
   and CSV ``hparams.yaml``);
 - ``end_run``: sends the figures of ``metrics.json`` (the selected checkpoint's ``val/*``, ``test/*``,
@@ -12,18 +13,21 @@ Lightning sends every metric a module logs (losses, learning rates, ``val/*`` at
 
 An MLflow database in a local SQLite file is created by MLflow's schema migrations on first use;
 two jobs that start together (a sweep on ``hydra/launcher=local``) race through them and one fails,
-so the first contact with such a database holds a lock file beside it (``filelock``, as the Hugging
+so building such a logger holds a lock file beside the database (``filelock``, as the Hugging
 Face libraries use it; exclusive only on one machine: several machines want a tracking server).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import nullcontext
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock
+from hydra.utils import get_class, instantiate
 from lightning.pytorch.loggers import Logger, MLFlowLogger, WandbLogger
+from omegaconf import DictConfig
 
 SQLITE = "sqlite:///"
 
@@ -35,15 +39,30 @@ def sqlite_path(uri: str | None) -> str | None:
     return uri[len(SQLITE):] or None
 
 
-def start_run(loggers: Sequence[Logger], config: dict[str, Any]) -> None:
-    """Open each logger's run and send it ``config`` as hyperparameters (every process; loggers act on rank 0)."""
-    for logger in loggers:
-        # MLFlowLogger keeps its URI in a private attribute only; a missing one means no lock, not an error
-        db = sqlite_path(getattr(logger, "_tracking_uri", None)) if isinstance(logger, MLFlowLogger) else None
+def build_loggers(cfg: DictConfig | None) -> list[Logger]:
+    """The loggers of ``cfg`` (``logger`` of a run config: name -> config with ``_target_``).
+
+    An MLflow logger with a SQLite URI is built, and its run opened, under a lock file beside the database.
+    """
+    loggers = []
+    for node in (cfg or {}).values():
+        if node is None or "_target_" not in node:
+            continue
+        mlflow = issubclass(get_class(node._target_), MLFlowLogger)
+        db = sqlite_path(node.get("tracking_uri")) if mlflow else None
         if db:
             Path(db).parent.mkdir(parents=True, exist_ok=True)  # SQLite creates the file, not its folder
-            with FileLock(f"{db}.lock"):
-                _ = logger.experiment  # creates the tables, the experiment and the run, one process at a time
+        with FileLock(f"{db}.lock") if db else nullcontext():
+            logger = instantiate(node)  # MLflow's client creates the tables here
+            if db:
+                _ = logger.experiment  # and the experiment and the run here (rank 0; a no-op object elsewhere)
+        loggers.append(logger)
+    return loggers
+
+
+def start_run(loggers: Sequence[Logger], config: dict[str, Any]) -> None:
+    """Send ``config`` to each logger as hyperparameters (every process; loggers act on rank 0 only)."""
+    for logger in loggers:
         logger.log_hyperparams(config)
 
 

@@ -86,7 +86,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     n_train, n_all = count_parameters(model)
     log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
     outputs = RunOutputs(cfg.paths.output_dir)
-    loggers = instantiate_dict(cfg.get("logger"))
+    loggers = tracking.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
                                      logger=loggers or False)
     tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))

@@ -6,10 +6,11 @@
 - ``srun [--unbuffered] [--output F] [--error F] CMD...`` starts the job's ``SLURM_NTASKS`` processes
   (``SLURM_PROCID``/``SLURM_LOCALID`` 0..n-1) with their output files (``%A %a %j %t`` filled in) and
   waits for them;
-- ``sacct`` knows no job: submitit then waits for each job's result file, which it writes on success
-  and on failure alike.
+- ``sacct`` reports each finished job as COMPLETED or FAILED by its batch script's exit status (a job
+  that exits without a result, e.g. on a user error, would otherwise be waited for forever).
 
-Usage: ``python fake_slurm.py install DIR`` writes the three commands into DIR (put it first on PATH).
+Usage: ``python fake_slurm.py install DIR`` writes the commands into DIR (put it first on PATH); the
+job states are kept in ``DIR/states``.
 """
 
 from __future__ import annotations
@@ -36,7 +37,9 @@ def sbatch(script: str) -> None:
                "SLURM_JOB_NODELIST": "localhost", "SLURM_NODELIST": "localhost", "SLURM_SUBMIT_DIR": os.getcwd()}
         if index is not None:
             env |= {"SLURM_ARRAY_JOB_ID": str(job), "SLURM_ARRAY_TASK_ID": str(index)}
-        subprocess.Popen(["bash", script], env=env, start_new_session=True,
+        name = str(job) if index is None else f"{job}_{index}"
+        record = f'bash "{script}"; echo "{name} $?" >> "{os.environ["FAKE_SLURM_DIR"]}/states"'
+        subprocess.Popen(["bash", "-c", record], env=env, start_new_session=True,
                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     print(f"Submitted batch job {job}")
 
@@ -70,7 +73,8 @@ def srun(args: list[str]) -> None:
 def install(folder: str) -> None:
     for tool in ("sbatch", "srun", "sacct", "scancel"):
         path = Path(folder) / tool
-        path.write_text(f'#!/bin/sh\nexec "{sys.executable}" "{Path(__file__).resolve()}" {tool} "$@"\n')
+        path.write_text(f'#!/bin/sh\nFAKE_SLURM_DIR="{Path(folder).resolve()}" exec "{sys.executable}" '
+                        f'"{Path(__file__).resolve()}" {tool} "$@"\n')
         path.chmod(0o755)
 
 
@@ -83,4 +87,8 @@ if __name__ == "__main__":
     elif tool == "srun":
         srun(rest)
     elif tool == "sacct":
+        states = Path(os.environ["FAKE_SLURM_DIR"]) / "states"
         print("JobID|State|NodeList")
+        for line in states.read_text().splitlines() if states.exists() else []:
+            name, status = line.split()
+            print(f"{name}|{'COMPLETED' if status == '0' else 'FAILED'}|localhost")
