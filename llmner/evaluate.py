@@ -31,7 +31,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
     trainer.test(model, datamodule=datamodule, verbose=False)
     outputs.report()
-    tracking.end_run(loggers, outputs.metrics, trainer.global_step)
+    tracking.end_run(loggers, outputs.unlogged(), trainer.global_step)
     return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer}
 
 

@@ -6,10 +6,11 @@ Lightning sends every metric a module logs (losses, learning rates, ``val/*`` at
 - ``build_loggers``: builds the loggers of ``conf/logger/``;
 - ``start_run``: sends its resolved config as hyperparameters (MLflow params, W&B config, TensorBoard
   and CSV ``hparams.yaml``);
-- ``end_run``: sends the figures of ``metrics.json`` (the selected checkpoint's ``val/*``, ``test/*``,
-  time, steps, memory) at the last step, so a tracker's latest value of ``val/f1`` is the one
-  ``metrics.json`` holds, then closes the run. W&B keeps one run per process until told to finish:
-  without that, the next run of a multirun or a benchmark in the same process would continue this one.
+- ``end_run``: sends the figures of ``metrics.json`` that Lightning did not (time, steps, memory: the
+  ``val/*`` and ``test/*`` went through it, the selected checkpoint's last, so a tracker's latest
+  ``val/f1`` is the one ``metrics.json`` holds, and a curve gets no extra point), then closes the run.
+  W&B keeps one run per process until told to finish: without that, the next run of a multirun or a
+  benchmark in the same process would continue this one.
 
 An MLflow database in a local SQLite file is created by MLflow's schema migrations on first use;
 two jobs that start together (a sweep on ``hydra/launcher=local``) race through them and one fails,
@@ -67,7 +68,7 @@ def start_run(loggers: Sequence[Logger], config: dict[str, Any]) -> None:
 
 
 def end_run(loggers: Sequence[Logger], metrics: dict[str, float], step: int) -> None:
-    """Send ``metrics`` (those of ``metrics.json``) at ``step``, then close each logger's run."""
+    """Send ``metrics`` (``metrics.json``'s figures that no logger has) at ``step``, then close each logger's run."""
     for logger in loggers:
         if metrics:
             logger.log_metrics(dict(metrics), step=step)

@@ -104,7 +104,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         ckpt = best if cfg.train else resume
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
     outputs.report()
-    tracking.end_run(loggers, outputs.metrics, trainer.global_step)  # metrics.json's figures to every tracker
+    tracking.end_run(loggers, outputs.unlogged(), trainer.global_step)  # metrics.json's figures to every tracker
     return outputs.metrics, {"model": model, "datamodule": datamodule, "trainer": trainer, "best_ckpt": best}
 
 
