@@ -37,7 +37,7 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="eval.yaml")
 def main(cfg: DictConfig) -> None:
-    with hydra_job():  # several processes (trainer=ddp...): every rank in this job's folder
+    with hydra_job("llmner.evaluate"):  # several processes (trainer=ddp...): every rank in this job's folder
         cli.run("evaluate", lambda: evaluate(cfg))
 
 

@@ -110,7 +110,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    with hydra_job():  # several processes (trainer=ddp...): every rank in this job's folder
+    with hydra_job("llmner.train"):  # several processes (trainer=ddp...): every rank in this job's folder
         metrics, _ = cli.run("train", lambda: train(cfg))
     return metrics.get(cfg.get("optimized_metric") or "")  # for sweepers
 

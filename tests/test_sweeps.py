@@ -78,6 +78,15 @@ def test_local_launcher_runs_a_two_job_multirun_at_once_each_job_in_its_folder(t
     assert all(r.info.status == "FINISHED" and "val/f1" in r.data.metrics for r in runs)
 
 
+def test_local_launcher_job_starts_its_ddp_ranks_with_the_entry_point(tiny_conll, tmp_path):
+    """Lightning starts rank 1 as ``python -m <__main__>``: in a submitit job that is submitit's runner, not llmner."""
+    sweep = tmp_path / "ddp"
+    run(["llmner.train", "-m", "hydra/launcher=local", "trainer=ddp_sim", "seed=1", "data=conll2003", f"data.path={tiny_conll}",
+         f"hydra.sweep.dir={sweep}", "trainer.max_steps=2", *TINY_BUDGET], tmp_path)
+    assert "trainable parameters" in (sweep / "0" / "train_ddp_process_1.log").read_text()  # rank 1 ran llmner.train
+    assert json.loads((sweep / "0" / "metrics.json").read_text())["train/steps"] == 2
+
+
 def test_two_sweeps_share_one_optuna_study_in_sqlite(tiny_conll, tmp_path):
     """Two sweeps at once on one study: one trial after another in-process, the other two at a time (local launcher)."""
     optuna = pytest.importorskip("optuna")
