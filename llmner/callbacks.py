@@ -61,9 +61,17 @@ class RunOutputs(L.Callback):
         self._start: dict[str, float] = {}
         self._global_zero = True  # set in setup(): whether this process is the one that writes
         self.validated_at: int | None = None  # the global step of the last validation collected
+        self.logged: set[str] = set()  # the keys taken from what the module logged (Lightning's loggers have them)
 
     def _collect(self, trainer: L.Trainer, prefix: str) -> None:
-        self.metrics |= {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+        found = {k: float(v) for k, v in trainer.callback_metrics.items() if k.startswith(prefix)}
+        self.metrics |= found
+        self.logged |= set(found)
+
+    def unlogged(self) -> dict[str, float]:
+        """The figures of ``metrics.json`` that no logger has seen: those measured here (time, steps, memory,
+        the trunk cache's fill), not the ``val/*`` and ``test/*`` that the module logged through Lightning."""
+        return {k: v for k, v in self.metrics.items() if k not in self.logged}
 
     def _write_metrics(self, trainer: L.Trainer) -> None:
         """Every process calls this (the peaks are gathered from all of them); rank 0 writes."""

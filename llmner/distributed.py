@@ -12,13 +12,17 @@ Under a multirun (``-m``) that goes wrong twice:
   external launcher (torchrun, SLURM), starts no ranks and waits for them forever.
 
 ``hydra_job()`` wraps each job: the relaunch command becomes this job's overrides as a single run in
-this job's folder, and afterwards the process group is closed and the environment restored.
+this job's folder, and afterwards the process group is closed and the environment restored. In a job
+of a submitit launcher (``hydra/launcher=local``), ``__main__`` is submitit's runner: the relaunch is
+pointed at the entry point's module. (Under ``hydra/launcher=slurm`` with ``tasks_per_node`` equal to
+``trainer.devices`` SLURM starts the ranks and Lightning relaunches nothing.)
 
 ``lora_wrap_policy()`` is FSDP's wrapping policy for a frozen backbone with adapters (``trainer=fsdp``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -37,10 +41,20 @@ LAUNCHER_ENV = ("MASTER_ADDR", "MASTER_PORT", "NODE_RANK", "LOCAL_RANK", "WORLD_
 
 
 @contextmanager
-def hydra_job() -> Iterator[None]:
-    """Run one Hydra job so that the ranks Lightning starts join it, and the next job starts clean."""
+def hydra_job(entry: str | None = None) -> Iterator[None]:
+    """Run one Hydra job so that the ranks Lightning starts join it, and the next job starts clean.
+
+    Args:
+        entry: the entry point's module (``llmner.train``). Lightning starts the other ranks with
+            ``python -m <the __main__ module>``, which in a job of a submitit launcher
+            (``hydra/launcher=local``) is submitit's job runner: the job points it at ``entry`` instead.
+    """
     env = {k: os.environ.get(k) for k in LAUNCHER_ENV}
     argv = list(sys.argv)
+    main = sys.modules["__main__"]
+    spec = getattr(main, "__spec__", None)
+    if entry and spec is not None and spec.name != entry:
+        main.__spec__ = importlib.util.find_spec(entry)
     if HydraConfig.initialized() and HydraConfig.get().mode == RunMode.MULTIRUN:
         hydra_cfg = HydraConfig.get()
         sys.argv = [argv[0], *hydra_cfg.overrides.task]  # this job's values, as a single run
@@ -50,6 +64,7 @@ def hydra_job() -> Iterator[None]:
         yield
     finally:
         sys.argv = argv
+        main.__spec__ = spec
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
         for key, value in env.items():

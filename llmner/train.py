@@ -11,7 +11,7 @@ from hydra.utils import get_class, instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-from llmner import cli
+from llmner import cli, tracking
 from llmner.builders import build_model, count_parameters, instantiate_dict
 from llmner.callbacks import RunOutputs
 from llmner.checkpoint import read_checkpoint
@@ -101,7 +101,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
         get_class(cfg.model._target_).configure(cfg.model, datamodule)
     outputs = RunOutputs(cfg.paths.output_dir)
-    loggers = instantiate_dict(cfg.get("logger"))
+    loggers = tracking.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],
                                      logger=loggers or False)
     # built for this process's device (a DDP rank's own GPU; a CPU run on a GPU machine keeps float32)
@@ -111,8 +111,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     datamodule.encoder = model.encoder
     n_train, n_all = count_parameters(model)
     log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
-    for logger in loggers:
-        logger.log_hyperparams(OmegaConf.to_container(cfg, resolve=True))
+    tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
 
     best = None
     if cfg.train:
@@ -127,6 +126,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         ckpt = best if cfg.train else resume
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
     outputs.report()
+    tracking.end_run(loggers, outputs.unlogged(), trainer.global_step)  # metrics.json's figures to every tracker
     metric = cfg.get("optimized_metric")
     if metric and cfg.train and metric not in outputs.metrics:
         log.warning("optimized_metric=%s is not among this run's figures (e.g. %s)", metric,
@@ -136,7 +136,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
 
 @hydra.main(version_base="1.3", config_path="../conf", config_name="train.yaml")
 def main(cfg: DictConfig) -> float | None:
-    with hydra_job():  # several processes (trainer=ddp...): every rank in this job's folder
+    with hydra_job("llmner.train"):  # several processes (trainer=ddp...): every rank in this job's folder
         metrics, _ = cli.run("train", lambda: train(cfg))
     return metrics.get(cfg.get("optimized_metric") or "")  # for sweepers
 
