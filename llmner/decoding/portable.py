@@ -158,6 +158,7 @@ def usage_readme(name: str, opening: list[dict], questions: list[tuple[str, list
         "# llama-cpp-python (pip install llama-cpp-python): the chat template is read from model.gguf",
         "from llama_cpp import Llama, LlamaGrammar",
         "llm = Llama(\"model.gguf\", n_ctx=2048, verbose=False)",
+        "messages = [...]   # the conversation above, the report in place of <report>",
         f"grammar = LlamaGrammar.from_file(\"{grammar}.gbnf\")",
         f"out = llm.create_chat_completion(messages, grammar=grammar, temperature=0, max_tokens={max_new_tokens})",
         "answer = out[\"choices\"][0][\"message\"][\"content\"]   # JSON",
