@@ -99,6 +99,7 @@ def memorized(tmp_path_factory):
     return ckpt, export(ckpt, d / "gguf", format="gguf", gguf_dtype="f32"), [" ".join(w for w, _ in s) for s in sentences]
 
 
+@pytest.mark.slow  # the fine-tuning of the fixture: 150 steps, about a minute and a half on a loaded 2-core CPU
 def test_llamacpp_with_the_grammar_answers_as_llmner_predict(memorized):
     ckpt, out, texts = memorized
     model = llmner.load(str(ckpt))

@@ -118,6 +118,7 @@ def run_llamacpp(args, model, texts, gold) -> list[dict]:
                    "tokens_per_s": tokens / seconds, "threads": args.threads, **scores(model, gold, raws), "answers": raws}
             print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
             rows.append(row)
+            (out / "llamacpp.partial.json").write_text(json.dumps(rows, indent=1) + "\n")  # a run cut short keeps these
     return rows
 
 
