@@ -103,7 +103,7 @@ def memorized(tmp_path_factory):
 def test_llamacpp_with_the_grammar_answers_as_llmner_predict(memorized):
     ckpt, out, texts = memorized
     model = llmner.load(str(ckpt))
-    ours = model.predict(texts)
+    ours = model.predict(texts, grouped=True)
     llm = _load(out / "model.gguf")
     grammar = llama_cpp.LlamaGrammar.from_file(str(out / "answer.gbnf"))
     ((question, keys),) = model.prompt.questions(model.keys)
