@@ -4,8 +4,9 @@
 ``DIR/model.int8.onnx``, the tag set and CRF scores in ``DIR/llmner_onnx.json`` (``llmner.onnx_export``).
 
 ``format=gguf`` (generative head): ``DIR/model.gguf``, the merged model for llama.cpp and Ollama
-(``gguf_dtype``: f16 or f32), an Ollama ``DIR/Modelfile`` and ``DIR/llmner_prompt.json``
-(``llmner.gguf_export``).
+(``gguf_dtype``: f16 or f32), an Ollama ``DIR/Modelfile``, ``DIR/llmner_prompt.json``
+(``llmner.gguf_export``), the answer's grammar ``DIR/answer.gbnf`` and JSON Schema
+``DIR/answer.schema.json`` (``llmner.decoding.portable``) and ``DIR/README.md`` (how to ask).
 
 The LoRA adapter is merged into the backbone (``merge_and_unload``) and ``DIR`` gets
 ``save_pretrained`` of the model and its tokenizer, which load without llmner; ``DIR/adapter``
@@ -171,8 +172,23 @@ def _export_gguf(model, out: Path, dtype: str) -> Path:
     (out / "Modelfile").write_text(modelfile("model.gguf", backbone.tokenizer, model.prompt.system,
                                              int(merged.config.max_position_embeddings)))
     (out / "llmner_prompt.json").write_text(_prompt_json(model))
-    log.info("exported %s as GGUF (%s) with an Ollama Modelfile", out / "model.gguf", dtype)
+    _write_grammars(model, out)
+    log.info("exported %s as GGUF (%s) with an Ollama Modelfile, answer.gbnf and answer.schema.json (README.md)",
+             out / "model.gguf", dtype)
     return out
+
+
+def _write_grammars(model, out: Path) -> None:
+    """``out/answer.gbnf``, ``out/answer.schema.json`` (``answers/`` per question) and ``out/README.md``."""
+    from llmner.decoding.portable import grammar_files, usage_readme
+
+    questions = model.prompt.questions(model.keys)
+    files = grammar_files([q for _, q in questions], set(model.prompt.integer_types))
+    files["README.md"] = usage_readme(str(model.run_config.get("task_name", "llmner")), model.prompt.opening("<report>", model.keys),
+                                      questions, int(model.head.max_new_tokens))
+    for name, text in files.items():
+        (out / name).parent.mkdir(parents=True, exist_ok=True)
+        (out / name).write_text(text)
 
 
 def _source_pre(bcfg: dict) -> str | None:

@@ -188,8 +188,10 @@ def modelfile(gguf_name: str, tokenizer, system: str, num_ctx: int) -> str:
     lines = [
         "# Ollama: ollama create llmner -f Modelfile && ollama run llmner",
         "# Ask as llmner does (llmner_prompt.json): the user turn 'Text:\\n<text>', the assistant turn",
-        "# \"I've read this text.\", then the question; the answer is JSON. Ollama cannot apply llmner's",
-        "# constrained decoding (values from the text, no repeats); its `format` option (a JSON schema) is the nearest.",
+        "# \"I've read this text.\", then the question; the answer is JSON (README.md beside this file).",
+        "# Constrain it with answer.schema.json as the request's format, e.g. the API's",
+        "#   curl localhost:11434/api/chat -d '{\"model\": \"llmner\", \"format\": <answer.schema.json>, \"messages\": [...]}'",
+        "# (keys and value types; llmner's own decoder also keeps values from the text, without repeats).",
         f"FROM ./{gguf_name}",
         f'TEMPLATE """{template}"""',
         f'SYSTEM """{_go_literal(system)}"""',
