@@ -6,7 +6,9 @@
 what the record needs and the run folders (not committed) lose with the machine:
 ``<system>_metrics.json``, ``<system>_sentence_counts.csv`` (per test sentence: correct, predicted
 and gold entities, from which any bootstrap over seeds can be recomputed), ``<system>_resources.json``
-(CPU seconds, wall clock, peak RSS) and ``val_curves.csv`` (TensorBoard's val/f1 against time).
+(CPU seconds, wall clock, peak RSS), ``val_curves.csv`` (TensorBoard's val/f1 against time) and
+``machine.txt`` (the CPU model and its widest vector unit: wall-clock budgets compare only on one kind
+of machine, so run ``collect`` on the machine that ran the pair).
 
 ``summary``: one row per budget over every kept pair: mean test F1 of each system, the difference,
 the paired t-test over seeds and the paired bootstrap over test sentences (seeds pooled), with the
@@ -20,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import re
 import shutil
 from pathlib import Path
@@ -52,6 +55,15 @@ def resources(log: Path) -> dict:
     return out
 
 
+def machine() -> str:
+    """``<CPU model>, <cores> cores, <avx512|avx2|...>`` of this machine (Linux)."""
+    info = Path("/proc/cpuinfo").read_text() if Path("/proc/cpuinfo").is_file() else ""
+    model = next((ln.split(":", 1)[1].strip() for ln in info.splitlines() if ln.startswith("model name")), "unknown CPU")
+    flags = next((ln.split(":", 1)[1].split() for ln in info.splitlines() if ln.startswith("flags")), [])
+    vector = "avx512" if "avx512f" in flags else "avx2" if "avx2" in flags else "no avx2"
+    return f"{model}, {os.cpu_count()} cores, {vector}"
+
+
 def collect(runs_dir: Path) -> None:
     for pair in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         m = re.fullmatch(r"(\d{2})(\d{2})(\d{2})(\d{2})-seed(\d+)", pair.name)  # DDHHMMSS-seedN
@@ -67,6 +79,7 @@ def collect(runs_dir: Path) -> None:
             np.savetxt(out / f"{s}_sentence_counts.csv", sentence_counts(p.gold, p.pred), fmt="%d", delimiter=",",
                        header="correct,predicted,gold", comments="")
             (out / f"{s}_resources.json").write_text(json.dumps(resources(pair / f"{s}.log"), indent=2) + "\n")
+        (out / "machine.txt").write_text(machine() + "\n")
         curves = read_curves([pair / s for s in SYSTEMS])
         curves.to_csv(out / "val_curves.csv", index=False)
         print(f"kept {pair} -> {out}")
@@ -76,16 +89,17 @@ def summary() -> None:
     rows = []
     for pair in sorted(FIGURES.glob("pair*_seed*")):
         minutes, seed = (int(x) for x in re.fullmatch(r"pair(\d+)_seed(\d+)", pair.name).groups())
-        row = {"minutes": minutes, "seed": seed}
+        where = pair / "machine.txt"
+        row = {"minutes": minutes, "seed": seed, "machine": where.read_text().strip() if where.is_file() else "unknown"}
         for s in SYSTEMS:
             row[s] = json.loads((pair / f"{s}_metrics.json").read_text())["test/f1"]
             counts = pair / f"{s}_sentence_counts.csv"
             row[f"{s}_counts"] = np.loadtxt(counts, delimiter=",", skiprows=1, dtype=np.int64) if counts.is_file() else None
         rows.append(row)
     df = pd.DataFrame(rows)
-    print("| budget | seeds | SmolLM2 test F1 | MiniLM-L6 test F1 | SmolLM2 − MiniLM | t-test p | bootstrap 95% CI (seeds) |")
-    print("|---|---|---|---|---|---|---|")
-    for minutes, g in df.groupby("minutes"):
+    print("| budget | machine | seeds | SmolLM2 test F1 | MiniLM-L6 test F1 | SmolLM2 − MiniLM | t-test p | bootstrap 95% CI (seeds) |")
+    print("|---|---|---|---|---|---|---|---|")
+    for (minutes, where), g in df.groupby(["minutes", "machine"]):
         a, b = g["smollm2"].tolist(), g["minilm"].tolist()
         kept = g.dropna(subset=["smollm2_counts", "minilm_counts"])
         if len(kept):
@@ -94,7 +108,7 @@ def summary() -> None:
         else:
             ci = "no predictions kept"
         sd = (lambda x: f" ± {np.std(x, ddof=1):.3f}" if len(x) > 1 else "")
-        print(f"| {minutes} min | {', '.join(map(str, g['seed']))} | {np.mean(a):.3f}{sd(a)} | {np.mean(b):.3f}{sd(b)} "
+        print(f"| {minutes} min | {where} | {', '.join(map(str, g['seed']))} | {np.mean(a):.3f}{sd(a)} | {np.mean(b):.3f}{sd(b)} "
               f"| {np.mean(a) - np.mean(b):+.3f} | {paired_ttest(a, b):.3f} | {ci} |")
 
 
