@@ -69,7 +69,7 @@ def main() -> None:
     ap.add_argument("--clients", default="1,8,32")
     ap.add_argument("--requests", type=int, default=200)
     ap.add_argument("--batching", default="8,1")
-    ap.add_argument("--log-dir", default="/tmp/llmner_serve_load")
+    ap.add_argument("--log-dir", default="logs/serve_load")
     args = ap.parse_args()
     texts = [" ".join(s.tokens) for s in read_conll(find_split_file(Path(args.data), "test"))[: args.requests]]
     print("| max_batch_size | clients | p50 ms | p95 ms | sentences/s |")
