@@ -64,3 +64,17 @@ def test_non_utf8_byte_names_file_line_and_byte(tmp_path):
         read_conll(f)
     f.write_bytes("\ufeffEU B-ORG\n\nM\u00fcller B-PER\n".encode("utf-8"))  # a BOM and UTF-8 are fine
     assert [s.tokens for s in read_conll(f)] == [["EU"], ["M\u00fcller"]]
+
+
+def test_an_unreachable_hub_is_one_clear_error(monkeypatch):
+    import datasets
+
+    from llmner.data.hf import load_hub_dataset
+    from llmner.data.schema import DataError
+
+    def offline(*args, **kwargs):
+        raise ConnectionError("Couldn't reach 'eriktks/conll2003' on the Hub (OfflineModeIsEnabled)")
+
+    monkeypatch.setattr(datasets, "load_dataset", offline)
+    with pytest.raises(DataError, match=r"eriktks/conll2003: .*Hub.*data.path=DIR"):
+        load_hub_dataset("eriktks/conll2003")

@@ -11,7 +11,7 @@ import codecs
 import logging
 from pathlib import Path
 
-from llmner.data.hf import sentences_from_hf
+from llmner.data.hf import load_hub_dataset, sentences_from_hf
 from llmner.data.schema import DataError, Sentence
 from llmner.data.schemes import check_tag, normalize_scheme, sentences_to_iob2, splits_to_iob2
 
@@ -183,9 +183,7 @@ class ConllCorpus:
         return out
 
     def _load_hub(self) -> dict[str, list[Sentence]]:
-        import datasets  # imported here: local corpora should not pay for it
-
-        ds = datasets.load_dataset(self.hub_id, revision=self.hub_revision)
+        ds = load_hub_dataset(self.hub_id, revision=self.hub_revision)  # datasets imported there, when needed
         out = {split: sentences_from_hf(ds[split], source=f"{self.hub_id}:{split}", scheme=self.requested_scheme)
                for split in self.splits}
         out, self.scheme = splits_to_iob2(out, self.requested_scheme, self.hub_id)

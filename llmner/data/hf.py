@@ -24,6 +24,21 @@ SPLIT_ALIASES = {"train": ("train",), "validation": ("validation", "valid", "dev
 BUILDERS = {".parquet": "parquet", ".jsonl": "json", ".json": "json", ".arrow": "arrow", ".csv": "csv"}
 
 
+def load_hub_dataset(hub_id: str, name: str | None = None, revision: str | None = None):
+    """``datasets.load_dataset`` of a Hub id, with one clear error when the Hub cannot be reached.
+
+    Raises:
+        DataError: offline (``HF_HUB_OFFLINE=1``) or no network, naming the id and the local alternative.
+    """
+    import datasets
+
+    try:
+        return datasets.load_dataset(hub_id, name, revision=revision)
+    except ConnectionError as e:  # datasets' offline and network failures are ConnectionErrors
+        raise DataError(f"{hub_id}: the corpus comes from the Hugging Face Hub, which cannot be reached ({e}); "
+                        "give local files with data.path=DIR") from None
+
+
 def sentences_from_hf(
     dataset,
     source: str = "hub",
@@ -145,7 +160,7 @@ class HFCorpus:
         elif self.path.startswith((".", "/", "~")) or local.suffix in BUILDERS:
             raise DataError(f"{local}: no such file or directory")
         else:  # a Hub id (needs the Hub: never offline)
-            loaded = datasets.load_dataset(self.path, self.name, revision=self.revision)
+            loaded = load_hub_dataset(self.path, self.name, revision=self.revision)
         return dict(loaded) if isinstance(loaded, datasets.DatasetDict) else {"train": loaded}
 
     def load(self) -> dict[str, list[Sentence]]:
