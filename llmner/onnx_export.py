@@ -134,18 +134,8 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
     program.save(str(path))
     files = {"fp32": FILES["fp32"]}
     if quantize == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        big = sum(p.numel() * 4 for p in merged.parameters()) > 1.8e9  # protobuf's 2 GB limit
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(max(level, logging.WARNING))  # the quantizer logs every skipped node on the root logger
-        try:
-            quantize_dynamic(path, out / FILES["int8"], weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=big,
-                             nodes_to_exclude=mlp_outputs(path, getattr(merged.config, "intermediate_size", None)))
-        finally:
-            root.setLevel(level)
+        quantize_graph(path, out / FILES["int8"], "dynamic",
+                       exclude=mlp_outputs(path, getattr(merged.config, "intermediate_size", None)))
         files["int8"] = FILES["int8"]
     backbone.tokenizer.save_pretrained(out)
     spec = {"format": 1, "tags": model.tags, "head": "crf" if hasattr(model.head, "crf") else "linear",
@@ -172,6 +162,75 @@ def mlp_outputs(path: Path, width: int | None) -> list[str]:
     dims = {i.name: list(i.dims) for i in graph.initializer}
     return [n.name for n in graph.node
             if n.op_type == "MatMul" and len(n.input) > 1 and dims.get(n.input[1], [None])[0] == width]
+
+
+def _large(path: Path) -> bool:
+    """Whether a graph's weights need external data (protobuf's 2 GB limit on one file)."""
+    return path.stat().st_size > 1.8e9 or any(p.suffix == ".data" for p in path.parent.glob(path.name + "*"))
+
+
+class _quiet:
+    """onnxruntime's quantizers log every node they skip at INFO, on the root logger or their own."""
+
+    def __enter__(self):
+        self.levels = [(lg, lg.level) for lg in (logging.getLogger(), logging.getLogger("onnxruntime"))]
+        for lg, level in self.levels:
+            lg.setLevel(max(level, logging.WARNING))
+
+    def __exit__(self, *exc):
+        for lg, level in self.levels:
+            lg.setLevel(level)
+
+
+def quantize_graph(src: Path, dst: Path, method: str = "dynamic", exclude: list[str] | tuple = (),
+                   per_channel: bool = True, block: int = 32) -> Path:
+    """Write ``src`` with int8 (or 4-bit) weights of its ``MatMul`` nodes but ``exclude`` to ``dst``.
+
+    Methods (both onnxruntime's, no calibration data):
+
+    - ``dynamic``: ``quantize_dynamic``, ``MatMulInteger`` with int8 weights (per output channel
+      or per tensor) and the activations quantized on the fly, one scale per tensor;
+    - ``nbits8``, ``nbits4``: ``MatMulNBitsQuantizer``, weight-only blocks of ``block`` input
+      features (one symmetric scale each) in ``MatMulNBits`` nodes; ``accuracy_level=4`` lets
+      the CPU kernel quantize the activations to int8 per block as well and multiply in int8.
+    """
+    with _quiet():
+        if method == "dynamic":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
+                             op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=_large(src),
+                             nodes_to_exclude=list(exclude))
+        elif method in ("nbits8", "nbits4"):
+            import onnx
+            from onnxruntime.quantization.matmul_nbits_quantizer import (
+                DefaultWeightOnlyQuantConfig,
+                MatMulNBitsQuantizer,
+            )
+
+            config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
+                                                  bits=int(method[-1]), op_types_to_quantize=("MatMul",))
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), nodes_to_exclude=list(exclude), algo_config=config)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(dst), use_external_data_format=_large(src))
+        else:
+            raise ConfigError(f"unknown quantization method {method!r}: dynamic, nbits8 or nbits4")
+    return dst
+
+
+def optimize_graph(src: Path, dst: Path, num_heads: int = 0, hidden_size: int = 0) -> Path:
+    """Write ``src`` through onnxruntime's transformer optimizer (``model_type="bert"``) to ``dst``.
+
+    Its fusions replace subgraphs by onnxruntime's fused CPU kernels where their patterns match:
+    (Skip)LayerNormalization, (Skip)SimplifiedLayerNormalization (RMSNorm), BiasGelu, Attention.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+        model.save_model_to_file(str(dst), use_external_data_format=_large(src))
+    log.info("onnxruntime's optimizer fused %s", {k: v for k, v in model.get_fused_operator_statistics().items() if v})
+    return dst
 
 
 def _difference(path: Path, graph: nn.Module, args: tuple[torch.Tensor, ...]) -> float:
