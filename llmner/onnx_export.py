@@ -94,13 +94,15 @@ def _example(model) -> tuple[torch.Tensor, ...]:
     return tuple(batch[k] for k in INPUTS)
 
 
-def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None, check: bool = True) -> Path:
+def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None, optimize: bool = False,
+               check: bool = True) -> Path:
     """Write ``out/model.onnx`` (and ``model.int8.onnx``), the tokenizer and ``llmner_onnx.json``.
 
     Args:
         model: a loaded ``TaggerModule``.
         merged: its backbone's transformers model with the adapter merged in (``export._merged``).
-        quantize: ``None`` or ``int8`` (also writes the dynamically quantized graph).
+        quantize: ``None`` or ``int8`` (also writes the quantized graph).
+        optimize: pass the graph through onnxruntime's transformer optimizer first (``optimize_graph``).
         check: run onnxruntime on the example batch and compare with torch (logs the largest difference).
     """
     if quantize not in QUANTIZE:
@@ -132,6 +134,9 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
                                     dynamic_shapes=shapes, dynamo=True, verbose=False)
     path = out / FILES["fp32"]
     program.save(str(path))
+    if optimize:
+        config = merged.config
+        optimize_graph(path, path, getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0))
     files = {"fp32": FILES["fp32"]}
     if quantize == "int8":
         quantize_graph(path, out / FILES["int8"], "dynamic",
@@ -141,7 +146,7 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
     spec = {"format": 1, "tags": model.tags, "head": "crf" if hasattr(model.head, "crf") else "linear",
             "crf": crf_scores(model.head), "encoder": encoder_settings(model.encoder), "subword": model.subword,
             "attention": {k: model.run_config.get("backbone", {}).get(k) for k in ("attention", "unmask_layers")},
-            "inputs": list(INPUTS), "outputs": ["emissions"], "files": files}
+            "inputs": list(INPUTS), "outputs": ["emissions"], "files": files, "optimized": optimize}
     (out / SPEC).write_text(json.dumps(spec, indent=1) + "\n")
     if check:
         for variant, name in files.items():

@@ -3,7 +3,7 @@ its fp32 graph: words/s, test F1 and the share of words tagged as fp32 tags them
 
 Usage (from the repository root; DIR is an export, ``python -m llmner.export ... format=onnx``):
     OMP_NUM_THREADS=1 python experiments/scripts/onnx_variants_cpu.py --onnx DIR --work WORK \
-        [--variants fp32,opt,dyn_nomlp,nbits8] [--data ../shared/data/conll2003] [--sentences 1000] [--rounds 3]
+        [--variants fp32,opt,dyn_nomlp,nbits8] [--heads 12 --hidden 384] [--data ../shared/data/conll2003] [--sentences 1000] [--rounds 3]
 
 ``NAME@basic`` (``extended``, ``all``) runs a variant at that onnxruntime graph optimization level
 (the default is all). The variants are written once into WORK (beside links to DIR's tokenizer and ``llmner_onnx.json``, so
@@ -47,7 +47,7 @@ def _width(path: Path) -> int:
     return max(dims[n.input[1]][0] for n in graph.node if n.op_type == "MatMul" and n.input[1] in dims)
 
 
-def build(name: str, work: Path) -> Path:
+def build(name: str, work: Path, heads: int = 0, hidden: int = 0) -> Path:
     """Write variant ``name`` (``fp32``: the export itself) and return its path."""
     fp32 = work / "model.onnx"
     out = work / f"model.{name}.onnx"
@@ -58,7 +58,7 @@ def build(name: str, work: Path) -> Path:
     if name.startswith("opt"):  # the optimizer first, then the rest of the recipe on its graph
         src = work / "model.opt.onnx"
         if not src.exists():
-            optimize_graph(fp32, src)
+            optimize_graph(fp32, src, heads, hidden)
         base = name[4:] if name != "opt" else ""
         if not base:
             return src
@@ -104,6 +104,8 @@ def main() -> None:
     ap.add_argument("--onnx", required=True)
     ap.add_argument("--work", required=True)
     ap.add_argument("--variants", default="fp32,opt,dyn_nomlp,nbits8,nbits4")
+    ap.add_argument("--heads", type=int, default=0, help="attention heads (the optimizer's attention fusion)")
+    ap.add_argument("--hidden", type=int, default=0, help="hidden size (the optimizer's attention fusion)")
     ap.add_argument("--data", default="../shared/data/conll2003")
     ap.add_argument("--sentences", type=int, default=1000)
     ap.add_argument("--rounds", type=int, default=3)
@@ -117,7 +119,7 @@ def main() -> None:
     if not (work / "model.onnx").exists():
         os.symlink(src / "model.onnx", work / "model.onnx")
     names = args.variants.split(",")  # NAME or NAME@LEVEL: onnxruntime's graph optimization level basic/extended/all
-    paths = {n: build(n.split("@")[0], work) for n in names}
+    paths = {n: build(n.split("@")[0], work, args.heads, args.hidden) for n in names}
     if args.build_only:
         return
     sentences = read_conll(find_split_file(Path(args.data), "test"))[: args.sentences]
