@@ -134,3 +134,28 @@ def test_bad_export_settings_are_one_line_errors(exported, tmp_path):
 
     with pytest.raises(CheckpointError, match="no such ONNX file"):
         llmner.load(onnx_dir / "model.int4.onnx")
+
+
+def test_int8_keeps_only_a_gated_mlps_outputs_in_float(exported):
+    """``quantize=int8``: every weighted ``MatMul`` is int8 but the tiny Llama's ``down_proj``s; a model
+    without a gated MLP (BERT's) keeps none."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from llmner.onnx_export import float_nodes
+
+    _, ckpt, onnx_dir, _ = exported
+    merged = llmner.load(ckpt).backbone.model
+    downs = sum(name.endswith("down_proj") for name, _ in merged.named_modules())
+    kept = float_nodes(merged, onnx_dir / "model.onnx")
+    assert downs >= 2 and len(kept) == downs
+    fp32, int8 = (onnx.load(onnx_dir / f, load_external_data=False).graph for f in ("model.onnx", "model.int8.onnx"))
+    weights = {i.name for i in fp32.initializer}
+    weighted = [n.name for n in fp32.node if n.op_type == "MatMul" and n.input[1] in weights]
+    ops = {n.name: n.op_type for n in int8.node}
+    assert all(ops[k] == "MatMul" for k in kept)
+    assert sum(op == "MatMulInteger" for op in ops.values()) == len(weighted) - len(kept)
+    plain = torch.nn.Linear(2, 2)
+    plain.config = SimpleNamespace(intermediate_size=merged.config.intermediate_size)
+    assert float_nodes(plain, onnx_dir / "model.onnx") == []
