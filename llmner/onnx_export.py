@@ -173,16 +173,25 @@ def float_nodes(merged: nn.Module, path: Path) -> list[str]:
 
 
 def mlp_outputs(path: Path, width: int | None) -> list[str]:
-    """The ``MatMul`` nodes whose weight reads ``width`` (the MLP's intermediate size) features: the
-    MLP output projections (``down_proj``, BERT's ``output.dense``)."""
+    """A gated MLP's output projections (``down_proj``): the ``MatMul`` nodes whose weight reads
+    ``width`` (the intermediate size) features of a product with another projection's output
+    (``act(gate) * up``); a head or a projection after a norm with that input width is not one."""
     import onnx
 
     if not width:
         return []
     graph = onnx.load(str(path), load_external_data=False).graph  # the weights' shapes, not their data
     dims = {i.name: list(i.dims) for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def gated(tensor: str) -> bool:  # a product with a projection's output (up_proj) among its factors
+        node = producer.get(tensor)
+        return node is not None and node.op_type == "Mul" and any(
+            getattr(producer.get(i), "op_type", None) == "MatMul" for i in node.input)
+
     return [n.name for n in graph.node
-            if n.op_type == "MatMul" and len(n.input) > 1 and dims.get(n.input[1], [None])[0] == width]
+            if n.op_type == "MatMul" and len(n.input) > 1 and dims.get(n.input[1], [None])[0] == width
+            and gated(n.input[0])]
 
 
 def _large(path: Path) -> bool:

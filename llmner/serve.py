@@ -179,7 +179,7 @@ def page() -> str:
     return files("llmner").joinpath("serve_page.html").read_text(encoding="utf-8")
 
 
-def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.01, predict_batch_size: int = 32,
+def build_server(ckpt_path: str, max_batch_size: int = 8, batch_timeout: float = 0.0, predict_batch_size: int = 32,
                  max_texts: int = 64, max_chars: int = 5000, workers: int = 1, timeout: float = 60.0,
                  batch_loop: str = "waiting"):
     """A ``litserve.LitServer`` for ``ckpt_path`` with the limits and the page (not started).

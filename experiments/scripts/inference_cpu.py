@@ -7,8 +7,8 @@ Usage (from the repository root; exports the checkpoint to ONNX first unless --o
         [--graph NAME=FILE.onnx ...] [--data ../shared/data/conll2003] [--sentences 1000] \
         [--speed-sentences 200] [--rounds 3] [--batch-size 32] [--pipeline]
 
-Each backend tags the test sentences with the checkpoint's own windows, batching (longest first) and
-decoding (CRF Viterbi or argmax); only the network differs. First every backend tags the first
+Each backend tags the test sentences with the checkpoint's own windows, batching (longest first, at
+most 25% padding: ``predict``'s ``length_batches``) and decoding (CRF Viterbi or argmax); only the network differs. First every backend tags the first
 --sentences sentences once (test F1, "agree": the share of words tagged as the torch checkpoint tags
 them, and that pass's words/s); then the backends take turns --rounds times on the first
 --speed-sentences sentences, and each one's median words/s and median ratio to torch's time in the
@@ -35,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import llmner  # noqa: E402
 from llmner.data.conll import find_split_file, read_conll  # noqa: E402
+from llmner.heads.spans import length_batches  # noqa: E402
 from llmner.metrics import entity_scores  # noqa: E402
 
 
@@ -42,10 +43,8 @@ def tag(model, sentences, batch_size: int) -> list[list[str]]:
     """IOB2 tags of every word of ``sentences``, as ``TaggerModule.predict`` computes them."""
     windows = model.encoder.encode(sentences, model.tags)
     parts: dict[int, list[tuple[int, list[int]]]] = {}
-    order = sorted(windows, key=lambda w: -len(w.input_ids))
     with torch.no_grad():
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
+        for chunk in length_batches(windows, batch_size):  # predict's batches
             batch = model.encoder.collate(chunk)
             for w, p in zip(chunk, model.head.decode(model(batch), batch["word_mask"])):
                 parts.setdefault(w.sentence, []).append((w.offset, p))
