@@ -35,8 +35,9 @@ onnxruntime's ``quantize_dynamic``, the maintained tool for a CPU int8 graph: in
 output channel in the ``MatMul``/``Gemm`` nodes (``MatMulInteger``; activations quantized on the fly,
 one scale per tensor), except a gated MLP's output projections (``float_nodes``), whose inputs carry
 a decoder's largest activations; the embedding lookup and the norms stay float32. On the taggers of
-``experiments/inference_cpu.md``: MiniLM quantized whole scored 0.002 F1 above its fp32 graph at
-1.7x its speed; SmolLM2 lost 0.052 F1 quantized whole, 0.009 with the MLP outputs in float32 (1.8x).
+``experiments/inference_cpu.md`` (CoNLL-2003, ``predict``'s batching): MiniLM quantized whole scored
+0.0007 test F1 above torch at 1.6-1.8x its speed; SmolLM2 lost 0.049 quantized whole, 0.0023 with the
+MLP outputs in float32 (2.0-2.2x).
 Tried there and not used: onnxruntime's transformer optimizer (``optimize=true``: no faster than
 the session's own fusions on either graph), weight-only ``MatMulNBits`` (8 and 4 bits, blocks of
 32, int8 compute: slower than fp32 on this CPU, and SmolLM2 lost 0.006 F1 at 8 bits).
