@@ -201,14 +201,21 @@ def _large(path: Path) -> bool:
 
 
 class _quiet:
-    """onnxruntime's quantizers log every node they skip at INFO, on the root logger or their own."""
+    """onnxruntime's quantizers log every node they skip at INFO, on the root logger or their own, and
+    advise "pre-processing" (shape inference and its optimizer: no faster here) on every call."""
+
+    @staticmethod
+    def _advice(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
 
     def __enter__(self):
         self.levels = [(lg, lg.level) for lg in (logging.getLogger(), logging.getLogger("onnxruntime"))]
         for lg, level in self.levels:
             lg.setLevel(max(level, logging.WARNING))
+        logging.getLogger().addFilter(self._advice)
 
     def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self._advice)
         for lg, level in self.levels:
             lg.setLevel(level)
 
