@@ -221,7 +221,7 @@ class _quiet:
 
 
 def quantize_graph(src: Path, dst: Path, method: str = "dynamic", exclude: list[str] | tuple = (),
-                   per_channel: bool = True, block: int = 32) -> Path:
+                   per_channel: bool = True, block: int = 32, reduce_range: bool = False) -> Path:
     """Write ``src`` with int8 (or 4-bit) weights of its ``MatMul`` nodes but ``exclude`` to ``dst``.
 
     Methods (both onnxruntime's, no calibration data):
@@ -238,7 +238,7 @@ def quantize_graph(src: Path, dst: Path, method: str = "dynamic", exclude: list[
 
             quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
                              op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=_large(src),
-                             nodes_to_exclude=list(exclude))
+                             nodes_to_exclude=list(exclude), reduce_range=reduce_range)
         elif method in ("nbits8", "nbits4"):
             import onnx
             from onnxruntime.quantization.matmul_nbits_quantizer import (

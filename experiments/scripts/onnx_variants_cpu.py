@@ -72,6 +72,8 @@ def build(name: str, work: Path, heads: int = 0, hidden: int = 0) -> Path:
         quantize_graph(src, out, "dynamic", per_channel=False)
     elif base == "dyn_nomlp":  # what quantize=int8 wrote before this experiment
         quantize_graph(src, out, "dynamic", exclude=mlp)
+    elif base == "dyn_nomlp_rr":  # 7-bit weights (reduce_range: for CPUs without VNNI)
+        quantize_graph(src, out, "dynamic", exclude=mlp, reduce_range=True)
     elif base == "dyn_nohead_ends":  # the emission projection and the first and last layers' MLP outputs
         quantize_graph(src, out, "dynamic", exclude=head + mlp[:1] + mlp[-1:])
     elif base in ("nbits8", "nbits4"):
