@@ -17,7 +17,9 @@ All draws come from the ``random.Random`` passed in.
 
 from __future__ import annotations
 
+import datetime as dt
 import random
+import re
 
 from llmner.data.crime import generator as g
 from llmner.data.crime.grammar import Grammar, text_of
@@ -57,6 +59,7 @@ _ITEMS = ("cash", "a laptop", "jewelry", "two phones", "a handbag", "several clo
 
 SUMMARY = Grammar({
     "summary": ("<subject> <act><when?><end>.", "<subject> <act><when?><end>. <after>",
+                "<subject> <act><when?><end>. {Detail}", "{Detail} <subject> <act><end>.",
                 "<victim_ref> reported that <subject_lc> <act><when?><end>.",
                 "<passive><when?>.", "<passive><when?>. <after>", "<while>, <subject_lc> <act><end>."),
     "subject": ("An unknown suspect", "A male suspect", "A female suspect", "Two suspects", "The suspect",
@@ -98,7 +101,8 @@ def summary(rng: random.Random, f: g._Facts) -> str:
     """A summary of one or two sentences from the clause grammar."""
     item = rng.choice(_ITEMS)
     slots = {"act": rng.choice(_ACTS[crime_category(f.crime_types[0])]), "item": item,
-             "Item": item[0].upper() + item[1:], "premise": f.premise, "money": g._money(rng, "{money}")}
+             "Item": item[0].upper() + item[1:], "premise": f.premise, "money": g._money(rng, "{money}"),
+             "Detail": f"{f.detail[0].upper()}{f.detail[1:]}."}
     category = crime_category(f.crime_types[0])
     grammar = SUMMARY if category in _PROPERTY else _NO_LOSS
     pieces = grammar.expand(rng, "summary", slots)
@@ -127,8 +131,9 @@ def officer(rng: random.Random, name: str) -> str:
     """An officer's name: rank and full name, rank and surname, rank and initial."""
     rank = next((r for r in sorted(g._RANKS, key=len, reverse=True) if r and name.startswith(r + " ")), "")
     rest = name[len(rank):].strip()
-    if not rank:
-        rank = rng.choice(("Officer", "Ofc.", "Det.", "Sgt.", "Deputy", "Cpl.", "P.O.", "Inv.", "Det. Sgt."))
+    if not rank or rng.random() < 0.3:
+        rank = rng.choice(("Officer", "Ofc.", "Det.", "Sgt.", "Deputy", "Cpl.", "P.O.", "Inv.", "Det. Sgt.", "Sgt",
+                           "Ofc", "Capt.", "Special Agent", "Deputy Sheriff", "Trooper First Class", "Investigator"))
     last = rest.split()[-1]
     r = rng.random()
     if r < 0.3:
@@ -192,6 +197,60 @@ STATUSES = ("Report taken", "Unfounded", "Forwarded to Investigations", "Closed 
             "Under investigation", "Suspect in custody", "Active")
 
 
+# --- crime names, evidence, dates, times, e-mails ---------------------------------------------------
+_MORE_NAMES: dict[str, tuple[str, ...]] = {
+    "theft": ("Retail theft", "Theft - shoplifting", "Package theft", "Theft of bicycle", "Larceny from building"),
+    "burglary": ("Burglary - residential", "Burglary (commercial)", "Breaking & entering", "Home invasion",
+                 "Burglary of a habitation"),
+    "robbery": ("Robbery (armed)", "Strong-arm robbery", "Robbery - business", "Attempted robbery"),
+    "assault": ("Assault - 2nd degree", "Domestic assault", "Assault with a deadly weapon", "Felony assault"),
+    "vandalism": ("Criminal damage to property", "Vandalism - graffiti", "Destruction of property"),
+    "fraud": ("Identity fraud", "Bank fraud", "Forgery and fraud", "Elder financial abuse", "Phishing scam"),
+    "vehicle": ("Theft from motor vehicle", "Stolen vehicle", "Grand theft auto", "Vehicle break-in"),
+    "arson": ("Arson - structure fire", "Attempted arson", "Arson (vehicle)"),
+    "hit_and_run": ("Hit and run - injury", "Hit and run (property damage)", "Failure to stop and render aid"),
+    "drugs": ("Possession with intent to distribute", "Drug possession - felony", "Possession of drug paraphernalia"),
+    "trespass": ("Trespass - warning issued", "Trespassing on posted property", "Criminal trespass (2nd degree)"),
+    "embezzlement": ("Theft by employee", "Embezzlement of funds", "Fraudulent bookkeeping"),
+    "harassment": ("Cyberstalking", "Harassment - phone", "Threats", "Aggravated harassment"),
+}
+_MORE_EVIDENCE = ("body-worn camera footage", "911 call recording", "receipt", "cell phone", "kitchen knife",
+                  "hammer", "fingerprint lifts", "footwear impressions", "cigarette butt", "water bottle",
+                  "ski mask", "broken padlock", "glass fragments", "paint chips", "USB drive", "hair sample",
+                  "credit card statements", "written statement", "photos of the scene", "doorbell video",
+                  "dash camera footage", "shell casings", "bloodstained towel", "torn receipt")
+
+
+def date_form(rng: random.Random, date_text: str) -> str:
+    """``date_text`` (one of ``generator._date``'s forms) re-drawn in another common form, now and then."""
+    d = dt.date(2019, 1, 1) + dt.timedelta(days=rng.randrange(365 * 7))
+    month, abbr = g._MONTHS[d.month - 1], g._MONTHS[d.month - 1][:3]
+    return rng.choice((f"{abbr} {d.day} {d.year}", f"{d.day:02d}-{abbr}-{d.year}", f"{d.year}/{d.month:02d}/{d.day:02d}",
+                       f"{month} {d.day}", f"{abbr.upper()} {d.day:02d}, {d.year}", f"{d.month}-{d.day}-{d.year}",
+                       f"{g._WEEKDAYS[d.weekday()][:3]} {d.month}/{d.day}/{d.year}", date_text))
+
+
+def time_form(rng: random.Random, time_text: str) -> str:
+    """A time in another common form (24 h with 'hrs', 'approx.' inside, words for the day part), now and then."""
+    h, m = rng.randrange(24), rng.choice((0, 10, 15, 20, 30, 40, 45, 50, rng.randrange(60)))
+    part = "in the morning" if h < 12 else "in the afternoon" if h < 18 else "in the evening"
+    return rng.choice((f"{h:02d}{m:02d}h", f"{h:02d}:{m:02d} hrs", f"{h % 12 or 12}:{m:02d} {part}",
+                       f"{h % 12 or 12}:{m:02d}{'pm' if h >= 12 else 'am'}", f"{h:02d}.{m:02d}", time_text))
+
+
+_HOSTS = ("mail.com", "comcast.net", "protonmail.com", "gmx.com", "live.com", "msn.com", "ymail.com")
+
+
+def email_form(rng: random.Random, name: str) -> str:
+    """A personal e-mail address for ``name`` (more hosts and shapes than the classic one)."""
+    parts = [re.sub(r"[^a-z]", "", w.lower()) for w in name.replace(",", " ").split()]
+    parts = [p for p in parts if len(p) > 1] or ["user"]
+    first, last = parts[0], parts[-1]
+    user = rng.choice((f"{first}{last[0]}", f"{first[0]}.{last}", f"{last}{rng.randint(60, 99)}", f"{first}-{last}",
+                       f"{first}.{last}{rng.randint(1, 9)}"))
+    return f"{user}@{rng.choice(_HOSTS + g._MAIL_HOSTS)}"
+
+
 # --- all of it ------------------------------------------------------------------------------------
 def vary_facts(rng: random.Random, f: g._Facts) -> g._Facts:
     """``f`` with some facts rewritten in the forms above (in place; returned for chaining)."""
@@ -208,8 +267,23 @@ def vary_facts(rng: random.Random, f: g._Facts) -> g._Facts:
         f.location = location(rng, f.city)
     if f.summary and rng.random() < 0.7:
         f.summary = summary(rng, f)
+    category = crime_category(f.crime_types[0])
+    if rng.random() < 0.35:
+        f.crime_types[0] = rng.choice(_MORE_NAMES[category])
+    if f.evidence and rng.random() < 0.5:
+        pool = sorted(set(_MORE_EVIDENCE) - set(f.evidence))
+        f.evidence[rng.randrange(len(f.evidence))] = rng.choice(pool)
+    if f.date and rng.random() < 0.25:
+        f.date = date_form(rng, f.date)
+    if f.time and rng.random() < 0.25:
+        f.time = time_form(rng, f.time)
+    for v in f.victims:
+        if v.email and not v.is_business and rng.random() < 0.5:
+            v.email = email_form(rng, v.name)
     f.suspects = [(terse_suspect(rng), False) if not plural and rng.random() < 0.25 else (d, plural)
                   for d, plural in f.suspects]
     if f.status and rng.random() < 0.3:
         f.status = rng.choice(STATUSES)
+    if f.status and rng.random() < 0.15:
+        f.status = f.status.title() if rng.random() < 0.7 else f.status.upper()
     return f

@@ -1,9 +1,10 @@
-"""The varied crime generator (``variety=varied``): the classic styles plus six more, from grammars.
+"""The varied crime generator (``variety=varied``): the classic styles plus eight more, from grammars.
 
 A report's facts are drawn as in ``generator.py``, rewritten in more forms (``phrasing.vary_facts``)
-and written in one of nine styles: the three classic ones (labelled fields, narrative, hybrid) or
+and written in one of eleven styles: the three classic ones (labelled fields, narrative, hybrid) or
 an officer's first-person narrative, a terse dispatch (CAD) log, a newspaper blotter entry, a press
-release, an e-mail memo, or a table (pipes, or aligned columns). The new styles share one clause
+release, an e-mail memo, a table (pipes, or aligned columns), the victim's statement (prose, or an
+interview's questions and answers) or a detective's bulleted case notes. The new styles share one clause
 grammar (``CLAUSES``: when, where, the victim, witnesses, suspects, evidence, status, summary)
 and differ in their frame, their ordering and the rules they add or replace (``Grammar.extend``);
 forms may write names "Last, First" and some logs and tables are all capitals.
@@ -25,8 +26,9 @@ from llmner.data.crime.views import report_to_json
 from llmner.data.text import locate_values
 
 VARIETIES = ("classic", "varied")
-STYLES = ("fields", "narrative", "hybrid", "first_person", "log", "blotter", "release", "memo", "table")
-_WEIGHTS = (20, 15, 5, 14, 12, 10, 9, 8, 7)
+STYLES = ("fields", "narrative", "hybrid", "first_person", "log", "blotter", "release", "memo", "table", "statement",
+          "notes")
+_WEIGHTS = (18, 13, 5, 12, 10, 9, 8, 7, 6, 6, 6)
 
 CLAUSES = Grammar({
     "when_dt": ("on {date} at {time}", "on {date}, at approximately {time}", "at about {time} on {date}",
@@ -291,7 +293,78 @@ def _table(rng: random.Random, f: g._Facts) -> list[Piece]:
     return _join_lines(lines)
 
 
-_NEW = {"first_person": _first_person, "log": _log, "blotter": _blotter, "release": _release, "memo": _memo,
+def _statement(rng: random.Random, f: g._Facts) -> list[Piece]:
+    """The victim's own written statement, or an interview (Q/A) with them; other facts as they tell them."""
+    v = f.victims[0]  # a person (a business victim's report gets another style)
+    s = _slots(rng, f)
+    name, age = (v.name, "Victim_Name"), (str(v.age), "Victim_Age") if v.age is not None else None
+    when, where = _when(rng, s), s["loc"]
+    qa = rng.random() < 0.4
+    lines: list[list[Piece]] = [[rng.choice(("VOLUNTARY STATEMENT", "Victim statement", "Witness/Victim Statement Form",
+                                             "INTERVIEW TRANSCRIPT", "Statement"))]]
+    def ask(question: str, answer: list[Piece]) -> None:
+        lines.append([f"Q: {question}\nA: ", *answer] if qa else cap(answer))
+    ask("State your name.", ["My name is ", name, *([" and I am ", age, " years old."] if age else ["."])])
+    for other in f.victims[1:]:  # a second victim is always a person
+        ask("Was anyone else involved?", [rng.choice(("My friend ", "Also hurt: ", "With me was ")), (other.name, "Victim_Name"),
+                                          *([", ", (str(other.age), "Victim_Age")] if other.age is not None else []),
+                                          *([", ", (other.email, "Victim_Email")] if other.email else []), "."])
+    if v.email:
+        ask("How can we reach you?", ["My email is ", (v.email, "Victim_Email"), "."])
+    what: list[Piece] = [rng.choice(("It happened ", "This was ", "The incident was ")), *when] if when else []
+    if where:
+        what += [" at " if what else "It happened at ", where]
+    if what:
+        ask("When and where did this happen?", what + ["."])
+    ask("What was it?", ["I want to report ", s["a"], " ", *s["crime"], "."])
+    if s["summary"]:
+        ask("What happened?", [s["summary"]])
+    if s["susp"]:
+        ask("Describe the person.", [rng.choice(("The person was ", "I saw ", "It was ")), *s["susp"], "."])
+    if s["wits"]:
+        ask("Did anyone else see it?", [rng.choice(("My neighbor ", "", "Also there: ")), *s["wits"],
+                                        " saw it too." if len(f.witnesses) == 1 else " saw it too."])
+    if s["ev"]:
+        ask("Anything left behind?", ["The police took ", *s["ev"], "."])
+    if s["officer"]:
+        ask("Who did you speak with?", ["I spoke with ", s["officer"], *([", badge ", s["badge"]] if s["badge"] else []), "."])
+    elif s["badge"]:
+        ask("Officer's badge?", ["Badge ", s["badge"], "."])
+    if s["status"]:
+        lines.append([rng.choice(("Status: ", "Case status: ", "Officer's note - status: ")), s["status"]])
+    return _join_lines(lines, "\n" if qa or rng.random() < 0.5 else " ")
+
+
+def _notes(rng: random.Random, f: g._Facts) -> list[Piece]:
+    """A detective's case notes: bullets in a shuffled order."""
+    s = _slots(rng, f)
+    bullet = rng.choice(("- ", "* ", "• ", "> "))
+    items: list[list[Piece]] = []
+    head = [*s["Crime"]]
+    if s["loc"]:
+        head += [rng.choice((" at ", " @ ", ", ")), s["loc"]]
+    when = _when(rng, s)
+    items.append(head + ([" ", *when] if when else []))
+    if s["officer"] or s["badge"]:
+        items.append(["R/O ", *([s["officer"]] if s["officer"] else []), *([" #", s["badge"]] if s["badge"] else [])])
+    rest = [["victim ", *g._field_victims(rng, f)]]
+    if s["wits"]:
+        rest.append([rng.choice(("wit: ", "witnesses: ", "spoke w/ ")), *s["wits"]])
+    if s["susp"]:
+        rest.append([rng.choice(("susp: ", "suspect desc: ", "looking for ")), *s["susp"]])
+    if s["ev"]:
+        rest.append([rng.choice(("evid: ", "collected ", "property: ")), *s["ev"]])
+    if s["summary"]:
+        rest.append([rng.choice(("summary: ", "what happened: ", "")), s["summary"]])
+    rng.shuffle(rest)
+    items += rest
+    if s["status"]:
+        items.append([rng.choice(("status ", "status: ", "dispo ")), s["status"]])
+    title = [rng.choice(("Case notes", "NOTES", "Follow-up notes", "Detective notes")), rng.choice((" - ", " ")), f.case_number]
+    return _join_lines([title] + [[bullet, *item] for item in items])
+
+
+_NEW = {"statement": _statement, "notes": _notes, "first_person": _first_person, "log": _log, "blotter": _blotter, "release": _release, "memo": _memo,
         "table": _table}
 
 
@@ -311,6 +384,8 @@ def generate_varied_report_with_facts(rng: random.Random, max_tries: int = 50) -
     for _ in range(max_tries):
         facts = vary_facts(rng, g._sample_facts(rng))
         style = rng.choices(STYLES, weights=_WEIGHTS)[0]
+        if style == "statement" and facts.victims[0].is_business:
+            style = "first_person"
         if style in _NEW:
             pieces = _NEW[style](rng, facts)
         else:
