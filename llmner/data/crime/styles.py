@@ -36,6 +36,7 @@ CLAUSES = Grammar({
     "when_d": ("on {date}", "on {date}", "during the day on {date}"),
     "when_t": ("at {time}", "at approximately {time}", "shortly before {time}"),
     "at": ("at {loc}", "at {loc}", "near {loc}", "in the area of {loc}", "outside {loc}"),
+    "to": ("to {loc}", "to {loc}", "to the area of {loc}", "out to {loc}"),
     "title": ("Mr. ", "Ms. ", "Mrs. ", "Dr. "),
     "victim_age": ("The victim, <title?>{vname}, {vage}, was interviewed at the scene.",
                    "I made contact with the victim, <title?>{vname}, age {vage}.",
@@ -154,7 +155,7 @@ def _first_person(rng: random.Random, f: g._Facts) -> list[Piece]:
     when, officer = _when(rng, s), s["officer"]
     badge = ([" (Badge #", s["badge"], ")"] if rng.random() < 0.5 else [", badge ", s["badge"]]) if s["badge"] else []
     me: list[Piece] = ["I, ", officer, *badge, ","] if officer else ["I"]
-    where = CLAUSES.expand(rng, "at", s) if s["loc"] else []
+    where = CLAUSES.expand(rng, "to", s) if s["loc"] else []
     opening = g._fill(rng.choice(("{When}, {me} was dispatched {where} regarding a report of {a} {crime}.",
                                   "{When}, {me} responded {where} for a reported {crime}.",
                                   "While on patrol {when}, {me} was sent {where} for {a} {crime} call.")),
