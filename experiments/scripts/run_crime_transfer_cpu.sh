@@ -1,9 +1,9 @@
 #!/usr/bin/env bash
 # The crime recipe's remedies (experiments/crime_transfer_cpu.md): one system, one seed, with OMP_NUM_THREADS=1.
-# Usage: bash experiments/scripts/run_crime_transfer_cpu.sh SYSTEM SEED [OUT_ROOT]
+# Usage: [STEPS=N] bash experiments/scripts/run_crime_transfer_cpu.sh SYSTEM SEED [OUT_ROOT]
 #   SYSTEM: old_default | varied | right | varied_right | varied_transfer | transfer
 #   (the *transfer ones need STAGE1=<stage 1 checkpoint>, see conf/experiment/crime_from_conll_cpu.yaml)
-# Every system trains 80 steps of batch 4 on 800 generated reports (its generator: classic or varied) and is
+# Every system trains 80 steps (or STEPS) of batch 4 on 800 generated reports (its generator: classic or varied) and is
 # validated on the same 200 generated reports: the classic and the varied generators' validation splits
 # together (the selection set), and tested on the classic generator's 100 test reports (make train's test set);
 # then its last checkpoint (= the one validation's) is scored on the 22 hand-written reports, which are test-only.
@@ -47,13 +47,15 @@ case $SYSTEM in
   varied_transfer) ARGS=("${OLD[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
   *) echo "unknown system $SYSTEM" >&2; exit 2 ;;
 esac
-RUN=$ROOT/${SYSTEM}_s$SEED
+NAME=$SYSTEM${STEPS:+_$STEPS}   # STEPS=N: a budget of N steps instead of 80 (validated once, at the end)
+ARGS+=(trainer.max_steps=${STEPS:-80} trainer.val_check_interval=${STEPS:-80})
+RUN=$ROOT/${NAME}_s$SEED
 start=$(date +%s)
 $PY -m llmner.train $EXP "${ARGS[@]}" seed=$SEED "${EXTRA[@]}" hydra.run.dir=$RUN > "$RUN.log" 2>&1
 mid=$(date +%s)
 $PY -m llmner.evaluate ckpt_path=$RUN/checkpoints/last.ckpt data=crime_conversations \
   data.path=tests/fixtures/crime_handwritten.jsonl hydra.run.dir=${RUN}_hand > "${RUN}_hand.log" 2>&1
 end=$(date +%s)
-cp "$RUN/metrics.json" "$FIG/${SYSTEM}_s${SEED}_train.json"
-cp "${RUN}_hand/metrics.json" "$FIG/${SYSTEM}_s${SEED}_hand.json"
-echo "$SYSTEM seed $SEED: train job $((mid - start)) s, hand-written evaluation $((end - mid)) s" | tee -a "$FIG/wall_times.txt"
+cp "$RUN/metrics.json" "$FIG/${NAME}_s${SEED}_train.json"
+cp "${RUN}_hand/metrics.json" "$FIG/${NAME}_s${SEED}_hand.json"
+echo "$NAME seed $SEED: train job $((mid - start)) s, hand-written evaluation $((end - mid)) s" | tee -a "$FIG/wall_times.txt"
