@@ -27,7 +27,7 @@ def test_the_cpu_recipe_reads_a_corpus_directory_and_a_data_selection_wins_over_
     a step budget) on the directory; a data group on the command line replaces the recipe's."""
     cfg = compose_config(["experiment=crime_crf_cpu", "data.path=data/crime"], tmp_path)
     assert cfg.data.corpus._target_.endswith("CrimeCorpus") and cfg.data.path == "data/crime"
-    assert cfg.backbone.layer == 8 and cfg.trainer.max_steps == 80
+    assert cfg.backbone.layer == 8 and cfg.trainer.max_steps == 320 and cfg.data.corpus.variety == "varied"
     cfg = compose_config(["experiment=crime_crf_cpu", "data=conll2003", "data.path=corpus"], tmp_path)
     assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 8
     plain = compose_config(["data.path=data/crime"], tmp_path)  # no default experiment: the plain defaults stay plain

@@ -82,7 +82,7 @@ def test_every_readme_command_composes(module, config, least, tiny_conll, tiny_c
 
 @pytest.mark.parametrize("overrides", [
     ["debug=fast"],                                                   # the default selection
-    ["experiment=crime_crf_cpu", "debug=fast", "backbone.layer=-1"],  # its val_check_interval (80) > the budget
+    ["experiment=crime_crf_cpu", "debug=fast", "backbone.layer=-1", "backbone.lora_layers=1"],  # val_check_interval (320) > the budget
 ])
 def test_debug_fast_runs_and_validates_at_the_end(overrides, tmp_path):
     cfg = compose_config(overrides + ["backbone=tiny_random", "trainer.accelerator=cpu", "data.corpus.num_train=200",

@@ -1,13 +1,14 @@
 """Write crime corpora in three forms: BIO (CoNLL), JSON answers with spans, and conversations.
 
     python -m llmner.data.crime generate --num-reports 1000 --out data/crime [--seed 0]
-        [--validation-fraction 0.1] [--test-fraction 0.1]
+        [--validation-fraction 0.1] [--test-fraction 0.1] [--variety classic|varied]
     python -m llmner.data.crime import reports.jsonl --out data/mine [--split test]
         [--validation-fraction F --test-fraction F --seed S]
 
 Each split gets ``DIR/{split}.txt``, ``DIR/{split}.jsonl`` (``{"text", "answers", "spans"}`` per
 line) and ``DIR/{split}.conversations.jsonl``. ``generate --seed S`` with sizes (a, b, c) writes
-exactly the reports that ``CrimeCorpus(num_train=a, num_validation=b, num_test=c, seed=S)`` draws.
+exactly the reports that ``CrimeCorpus(num_train=a, num_validation=b, num_test=c, seed=S)`` draws
+(``--variety V``: ``CrimeCorpus(..., variety=V)``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.corpus import generate_splits, split_by_fractions, write_conll
 from llmner.data.crime.generator import Report
 from llmner.data.crime.importer import import_conversations
+from llmner.data.crime.styles import VARIETIES
 from llmner.data.crime.views import report_to_conversation, report_to_json, report_to_sentence
 from llmner.data.schema import DataError
 
@@ -56,7 +58,8 @@ def _print_counts(splits: dict[str, list[Report]], out: Path) -> None:
 
 
 def _generate(args: argparse.Namespace) -> int:
-    splits = generate_splits(_sizes(args.num_reports, args.validation_fraction, args.test_fraction), args.seed)
+    splits = generate_splits(_sizes(args.num_reports, args.validation_fraction, args.test_fraction), args.seed,
+                             args.variety)
     for split, reports in splits.items():
         write_forms(args.out, split, reports)
     _print_counts(splits, args.out)
@@ -93,6 +96,8 @@ def main(argv: list[str] | None = None) -> int:
     gen.add_argument("--seed", type=int, default=0)
     gen.add_argument("--validation-fraction", type=float, default=0.1)
     gen.add_argument("--test-fraction", type=float, default=0.1)
+    gen.add_argument("--variety", choices=VARIETIES, default="classic",
+                     help="classic: three styles; varied: nine styles and more phrasings (styles.py)")
     gen.set_defaults(run=_generate)
     imp = commands.add_parser("import", help="convert a conversation JSONL file")
     imp.add_argument("file", type=Path)

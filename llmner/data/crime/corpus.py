@@ -14,8 +14,9 @@ from collections.abc import Mapping
 from pathlib import Path
 
 from llmner.data.conll import read_conll
-from llmner.data.crime.generator import Report, generate_report
+from llmner.data.crime.generator import Report
 from llmner.data.crime.importer import import_conversations
+from llmner.data.crime.styles import VARIETIES, generate
 from llmner.data.crime.views import report_to_sentence
 from llmner.data.schema import DataError, Sentence
 from llmner.data.splits import split_by_fractions  # noqa: F401  (also imported from here)
@@ -28,8 +29,9 @@ def split_seed(seed: int, split: str) -> int:
     return zlib.crc32(f"{seed}/{split}".encode())
 
 
-def generate_splits(sizes: Mapping[str, int], seed: int = 0) -> dict[str, list[Report]]:
-    """Synthetic reports per split, each split from its own derived seed.
+def generate_splits(sizes: Mapping[str, int], seed: int = 0, variety: str = "classic") -> dict[str, list[Report]]:
+    """Synthetic reports per split, each split from its own derived seed, by the ``variety`` generator
+    (``classic``: ``generator.py``; ``varied``: ``styles.py``, more styles and phrasings).
 
     A report whose text already occurred in an earlier split is drawn again, so splits never share
     a report.
@@ -42,7 +44,7 @@ def generate_splits(sizes: Mapping[str, int], seed: int = 0) -> dict[str, list[R
         rng = random.Random(split_seed(seed, split))
         reports: list[Report] = []
         while len(reports) < sizes[split]:
-            report = generate_report(rng)
+            report = generate(rng, variety)
             if report.text not in seen:
                 seen.add(report.text)
                 reports.append(report)
@@ -72,22 +74,27 @@ class CrimeCorpus:
         num_validation: reports generated for "validation".
         num_test: reports generated for "test".
         seed: the corpus seed; each split uses its own derived seed and no report is in two splits.
+        variety: ``classic`` (three styles, ``generator.py``) or ``varied`` (nine styles and more
+            phrasings of names, places, summaries and suspects, ``styles.py``); generated data only.
     """
 
     splitter = "punct"  # the BIO view's word rule (``llmner.data.text.split_words``)
 
     def __init__(self, path: str | None = None, num_train: int = 800, num_validation: int = 100,
-                 num_test: int = 100, seed: int = 0) -> None:
+                 num_test: int = 100, seed: int = 0, variety: str = "classic") -> None:
+        if variety not in VARIETIES:
+            raise DataError(f"data.corpus.variety must be one of {', '.join(VARIETIES)}, got {variety!r}")
         self.path = path
         self.sizes = {"train": num_train, "validation": num_validation, "test": num_test}
         self.seed = seed
+        self.variety = variety
 
     def load(self) -> dict[str, list[Sentence]]:
         """Split name -> sentences."""
         if self.path is None:
             return {
                 split: [report_to_sentence(r, source=f"generated:{split}:{i}") for i, r in enumerate(reports)]
-                for split, reports in generate_splits(self.sizes, self.seed).items()
+                for split, reports in generate_splits(self.sizes, self.seed, self.variety).items()
             }
         if not Path(self.path).is_dir():
             raise DataError(f"{self.path}: not a directory (data.path must name a directory written by "
