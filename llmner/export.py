@@ -58,11 +58,13 @@ FORMATS = ("hf", "gguf", "onnx")
 
 
 def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtype: str = "f16",
-           quantize: str | None = None) -> Path:
+           quantize: str | None = None, gguf_pre: str | None = None) -> Path:
     """Write the merged model, its tokenizer and the head (tag heads) or prompt (generative) to ``out``.
 
     ``format="gguf"``: the merged causal LM as ``out/model.gguf`` plus an Ollama ``Modelfile``
-    (generative checkpoints only: llama.cpp has no token-classification head). ``format="onnx"``:
+    (generative checkpoints only: llama.cpp has no token-classification head); ``gguf_pre`` names
+    llama.cpp's pre-tokenizer (default: the source GGUF's, else found as llama.cpp's converter
+    finds it, ``llmner.gguf_pretokenizer``). ``format="onnx"``:
     ``out/model.onnx`` (``quantize="int8"``: and ``out/model.int8.onnx``), tag heads only.
     """
     if format not in FORMATS:
@@ -71,6 +73,8 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
         raise ConfigError(f"quantize={quantize} is for format=onnx, and must be int8 or null")
     if format == "gguf" and gguf_dtype not in DTYPES:
         raise ConfigError(f"gguf_dtype must be one of {DTYPES}, got {gguf_dtype!r}")
+    if gguf_pre is not None and (format != "gguf" or not isinstance(gguf_pre, str) or not gguf_pre.strip()):
+        raise ConfigError(f"gguf_pre={gguf_pre!r} names llama.cpp's pre-tokenizer (e.g. llama-bpe) for format=gguf")
     model = load(ckpt_path)
     backbone = model.backbone
     if format == "gguf" and not getattr(backbone, "causal_lm", False):
@@ -79,7 +83,7 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if format == "gguf":
-        return _export_gguf(model, out, gguf_dtype)
+        return _export_gguf(model, out, gguf_dtype, gguf_pre)
     if format == "onnx":
         from llmner.onnx_export import write_onnx
 
@@ -159,14 +163,15 @@ def _prompt_json(model) -> str:
     return json.dumps(dataclasses.asdict(model.prompt) | {"keys": model.keys, "tags": model.tags}, indent=2) + "\n"
 
 
-def _export_gguf(model, out: Path, dtype: str) -> Path:
-    """``out/model.gguf`` (adapters merged), ``out/Modelfile``, ``out/llmner_prompt.json``."""
+def _export_gguf(model, out: Path, dtype: str, pre: str | None = None) -> Path:
+    """``out/model.gguf`` (adapters merged), ``out/Modelfile``, ``out/llmner_prompt.json``; ``pre``:
+    ``tokenizer.ggml.pre`` (default: the source GGUF's, else detected by ``write_gguf``)."""
     from llmner.gguf_export import modelfile, write_gguf
 
     backbone = model.backbone
     merged = _merged(model)
     bcfg = model.run_config.get("backbone", {})
-    pre = _source_pre(bcfg) or "default"
+    pre = pre or _source_pre(bcfg)
     write_gguf(merged, backbone.tokenizer, out / "model.gguf", dtype=dtype,
                name=str(model.run_config.get("task_name", "llmner")), pre=pre)
     (out / "Modelfile").write_text(modelfile("model.gguf", backbone.tokenizer, model.prompt.system,
@@ -192,12 +197,12 @@ def _write_grammars(model, out: Path) -> None:
 
 
 def _source_pre(bcfg: dict) -> str | None:
-    """The backbone's own ``tokenizer.ggml.pre`` when it was loaded from a GGUF file (llama.cpp's
-    pre-tokenizer choice cannot be derived from a transformers tokenizer)."""
+    """The backbone's own ``tokenizer.ggml.pre`` when it was loaded from a GGUF file: what llama.cpp's
+    converter wrote for the source model (``None`` otherwise: then detected, ``llmner.gguf_pretokenizer``)."""
     try:
         return gguf_pre_tokenizer(bcfg.get("name_or_path"), bcfg.get("gguf_file"), bcfg.get("package"))
     except Exception as err:  # noqa: BLE001 - the name is a hint for llama.cpp; the export does not depend on it
-        log.warning("could not read tokenizer.ggml.pre from the source GGUF (%s); writing 'default'", err)
+        log.warning("could not read tokenizer.ggml.pre from the source GGUF (%s); detecting it", err)
         return None
 
 
@@ -227,7 +232,7 @@ def token_classifier(base, head, tags: list[str]):
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
     cli.run("export", lambda: export(cfg.ckpt_path, cli.output_dir("out", cfg.out), cfg.format, cfg.gguf_dtype,
-                                     cfg.get("quantize")))
+                                     cfg.get("quantize"), cfg.get("gguf_pre")))
 
 
 if __name__ == "__main__":
