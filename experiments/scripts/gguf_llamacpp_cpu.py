@@ -178,9 +178,10 @@ def main() -> None:
         (Path(args.out) / "llmner.json").write_text(json.dumps(row, indent=1) + "\n")
     else:
         rows = run_llamacpp(args, model, texts, gold)
-        ours = json.loads((Path(args.out) / "llmner.json").read_text())["answers"]
         name = "llamacpp" + (f"-{args.quant}" if args.skip_f16 else "")
-        for r in rows:
+        ours_file = Path(args.out) / "llmner.json"  # llmner's answers (the llmner phase, or decoding_weights_cpu.py)
+        ours = json.loads(ours_file.read_text())["answers"] if ours_file.exists() else None
+        for r in rows if ours else []:
             r["same_answer_as_llmner"] = sum(a == b for a, b in zip(r["answers"], ours)) / len(ours)
             print(r["system"], "same JSON string as llmner:", r["same_answer_as_llmner"])
         (Path(args.out) / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
