@@ -113,7 +113,7 @@ def run_llamacpp(args, model, texts, gold) -> list[dict]:
     ((question, _),) = model.prompt.questions(model.keys)
     rows = []
     ggufs = ([] if args.skip_f16 else [out / "model.gguf"]) + ([out / f"model-{args.quant}.gguf"] if args.quant else [])
-    grammars = {"answer.gbnf": out / "answer.gbnf"} | {Path(g).name: Path(g) for g in args.grammar or []}
+    grammars = ({} if args.extra_only else {"answer.gbnf": out / "answer.gbnf"}) | {Path(g).name: Path(g) for g in args.grammar or []}
     for gguf in ggufs:
         if gguf.name != "model.gguf" and not gguf.exists():
             import ctypes
@@ -123,7 +123,8 @@ def run_llamacpp(args, model, texts, gold) -> list[dict]:
             rc = llama_cpp.llama_model_quantize(str(out / "model.gguf").encode(), str(gguf).encode(), ctypes.byref(params))
             assert rc == 0, f"quantization failed ({rc})"
         llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=args.threads, n_batch=512, verbose=False, seed=0)
-        for gname, grammar in [(n, LlamaGrammar.from_file(str(g), verbose=False)) for n, g in grammars.items()] + [("", None)]:
+        runs = [(n, LlamaGrammar.from_file(str(g), verbose=False)) for n, g in grammars.items()]
+        for gname, grammar in runs + ([] if args.extra_only else [("", None)]):
             raws, tokens, t = [], 0, time.perf_counter()
             perf = {"prompt_ms": 0.0, "prompt_tokens": 0, "eval_ms": 0.0, "eval_tokens": 0}
             for x in texts:
@@ -163,6 +164,7 @@ def main() -> None:
     p.add_argument("--skip-f16", action="store_true", help="run the quantized copy only")
     p.add_argument("--no-repack", action="store_true", help="llama.cpp without extra (AMX, repacked) weight buffers")
     p.add_argument("--grammar", action="append", help="another GBNF file to run besides answer.gbnf (repeatable)")
+    p.add_argument("--extra-only", action="store_true", help="only the --grammar files (no answer.gbnf, no free run)")
     args = p.parse_args()
     import torch
 
@@ -178,7 +180,7 @@ def main() -> None:
         (Path(args.out) / "llmner.json").write_text(json.dumps(row, indent=1) + "\n")
     else:
         rows = run_llamacpp(args, model, texts, gold)
-        name = "llamacpp" + (f"-{args.quant}" if args.skip_f16 else "")
+        name = "llamacpp" + (f"-{args.quant}" if args.skip_f16 else "") + ("-extra" if args.extra_only else "")
         ours_file = Path(args.out) / "llmner.json"  # llmner's answers (the llmner phase, or decoding_weights_cpu.py)
         ours = json.loads(ours_file.read_text())["answers"] if ours_file.exists() else None
         for r in rows if ours else []:

@@ -27,6 +27,18 @@ SECONDS=0
 $PY experiments/scripts/gguf_llamacpp_cpu.py llamacpp --ckpt "$CKPT" --out "$OUT/export" --quant '' \
   > "$OUT/llamacpp.log" 2>&1
 echo "llama.cpp f16: $SECONDS s, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/times.txt"
+# where the model loops even with the grammar (parse rate < 1): the grammar bounded by the training answers'
+# longest list and value (answer_bounds.py), as llmner.export ... gguf_max_items=N gguf_max_chars=M writes it
+if $PY -c "import json,sys; r=json.load(open('$OUT/export/llamacpp.json'))[0]; sys.exit(r['parse_rate'] >= 1)"; then
+  read -r N M < <($PY experiments/scripts/answer_bounds.py | head -1)
+  $PY -c "import llmner, sys; from llmner.decoding.portable import answer_gbnf; m = llmner.load('$CKPT'); \
+(q, keys), = m.prompt.questions(m.keys); sys.stdout.write(answer_gbnf([keys], set(m.prompt.integer_types), $N, $M))" \
+    > "$OUT/export/bounded.gbnf"
+  SECONDS=0
+  $PY experiments/scripts/gguf_llamacpp_cpu.py llamacpp --ckpt "$CKPT" --out "$OUT/export" --quant '' \
+    --grammar "$OUT/export/bounded.gbnf" --extra-only > "$OUT/llamacpp_bounded.log" 2>&1
+  echo "llama.cpp f16, bounded grammar ($N values, $M chars): $SECONDS s" | tee -a "$OUT/times.txt"
+fi
 SECONDS=0
 $PY experiments/scripts/decoding_weights_cpu.py --ckpt "$CKPT" --out "$OUT/export" > "$OUT/decoding.log" 2>&1
 echo "llmner decoding variants: $SECONDS s, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/times.txt"
