@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # The fine-tuned SmolLM2 crime model through llama.cpp, and llmner's decoding speed (experiments/gguf_llamacpp_cpu.md):
 # train (generative_crime_cpu.md's "fine-tuned" command, bf16-mixed), export format=gguf f16, llama.cpp with and
-# without answer.gbnf, llmner's decoding (through the adapters / merged / bfloat16), llama.cpp's Q8_0 copy.
+# without answer.gbnf and with a bounded grammar, llmner's decoding (through the adapters / merged / bfloat16),
+# the bounded grammar at 512 tokens in f16 and in llama.cpp's Q8_0 copy (--no-repack).
 # Usage: experiments/scripts/run_gguf_llamacpp_cpu.sh OUT_DIR   (repository root; PY=.venv/bin/python; one thread)
 set -euo pipefail
 OUT=${1:?output dir}
@@ -42,7 +43,12 @@ fi
 SECONDS=0
 $PY experiments/scripts/decoding_weights_cpu.py --ckpt "$CKPT" --out "$OUT/export" > "$OUT/decoding.log" 2>&1
 echo "llmner decoding variants: $SECONDS s, load $(cut -d' ' -f1-3 /proc/loadavg)" | tee -a "$OUT/times.txt"
-SECONDS=0
-$PY experiments/scripts/gguf_llamacpp_cpu.py llamacpp --ckpt "$CKPT" --out "$OUT/export" --quant Q8_0 --skip-f16 \
-  --no-repack > "$OUT/llamacpp_q8.log" 2>&1 || echo "Q8_0 run failed: $?" | tee -a "$OUT/times.txt"
-echo "llama.cpp Q8_0: $SECONDS s" | tee -a "$OUT/times.txt"
+# the bounded grammar with room to close (512 tokens), f16 then llama.cpp's Q8_0 copy without AMX buffers
+# (--no-repack: with them, the Q8_0 file segfaults on this CPU); in a folder of its own, beside llmner.json
+[ -f "$OUT/export/bounded.gbnf" ] || exit 0
+mkdir -p "$OUT/b512"
+cp "$OUT/export/model.gguf" "$OUT/export/answer.gbnf" "$OUT/export/bounded.gbnf" "$OUT/export/llmner.json" "$OUT/b512/"
+$PY experiments/scripts/gguf_llamacpp_cpu.py llamacpp --ckpt "$CKPT" --out "$OUT/b512" --quant '' --max-new-tokens 512 \
+  --grammar "$OUT/b512/bounded.gbnf" --extra-only > "$OUT/llamacpp_b512.log" 2>&1
+$PY experiments/scripts/gguf_llamacpp_cpu.py llamacpp --ckpt "$CKPT" --out "$OUT/b512" --quant Q8_0 --skip-f16 --no-repack \
+  --max-new-tokens 512 --grammar "$OUT/b512/bounded.gbnf" --extra-only > "$OUT/llamacpp_q8_b512.log" 2>&1
