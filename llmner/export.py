@@ -58,8 +58,8 @@ FORMATS = ("hf", "gguf", "onnx")
 
 
 def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtype: str = "f16",
-           quantize: str | None = None, gguf_pre: str | None = None, gguf_max_items: int | None = None,
-           gguf_max_chars: int | None = None) -> Path:
+           quantize: str | None = None, optimize: bool = False, gguf_pre: str | None = None,
+           gguf_max_items: int | None = None, gguf_max_chars: int | None = None) -> Path:
     """Write the merged model, its tokenizer and the head (tag heads) or prompt (generative) to ``out``.
 
     ``format="gguf"``: the merged causal LM as ``out/model.gguf`` plus an Ollama ``Modelfile``
@@ -67,12 +67,15 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     llama.cpp's pre-tokenizer (default: the source GGUF's, else found as llama.cpp's converter
     finds it, ``llmner.gguf_pretokenizer``); ``gguf_max_items`` / ``gguf_max_chars`` bound the exported
     grammar's lists / strings (``llmner.decoding.portable.answer_gbnf``). ``format="onnx"``:
-    ``out/model.onnx`` (``quantize="int8"``: and ``out/model.int8.onnx``), tag heads only.
+    ``out/model.onnx`` (``quantize="int8"``: and ``out/model.int8.onnx``; ``optimize``: through
+    onnxruntime's transformer optimizer), tag heads only.
     """
     if format not in FORMATS:
         raise ConfigError(f"export format must be one of {FORMATS}, got {format!r}")
     if quantize is not None and (format != "onnx" or quantize != "int8"):
         raise ConfigError(f"quantize={quantize} is for format=onnx, and must be int8 or null")
+    if optimize and format != "onnx":
+        raise ConfigError("optimize=true is for format=onnx (onnxruntime's transformer optimizer)")
     if format == "gguf" and gguf_dtype not in DTYPES:
         raise ConfigError(f"gguf_dtype must be one of {DTYPES}, got {gguf_dtype!r}")
     if gguf_pre is not None and (format != "gguf" or not isinstance(gguf_pre, str) or not gguf_pre.strip()):
@@ -92,7 +95,7 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     if format == "onnx":
         from llmner.onnx_export import write_onnx
 
-        return write_onnx(model, _merged(model), out, quantize)
+        return write_onnx(model, _merged(model), out, quantize, optimize)
     if hasattr(backbone.model, "peft_config"):
         backbone.model.save_pretrained(out / "adapter")
     merged = _merged(model)
@@ -237,8 +240,8 @@ def token_classifier(base, head, tags: list[str]):
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
     cli.run("export", lambda: export(cfg.ckpt_path, cli.output_dir("out", cfg.out), cfg.format, cfg.gguf_dtype,
-                                     cfg.get("quantize"), cfg.get("gguf_pre"), cfg.get("gguf_max_items"),
-                                     cfg.get("gguf_max_chars")))
+                                     cfg.get("quantize"), cfg.get("optimize", False), cfg.get("gguf_pre"),
+                                     cfg.get("gguf_max_items"), cfg.get("gguf_max_chars")))
 
 
 if __name__ == "__main__":

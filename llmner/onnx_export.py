@@ -12,7 +12,8 @@
   ``first``/``last`` point into the last copy). Per-subword emissions: pass ``first = last =
   arange(T)`` (every pooling but ``first_last`` is then the identity);
 - ``model.int8.onnx`` with ``quantize=int8``: the same graph with dynamically quantized int8
-  weights of most matrix products (activations quantized on the fly; no calibration data);
+  weights of its matrix products but a gated MLP's outputs (activations quantized on the fly; no
+  calibration data);
 - ``llmner_onnx.json``: the tag set, the head (``linear`` or ``crf``), the CRF's start, end and
   transition scores (``transitions[from][to]``, as trained: the IOB2 constraints are applied
   when decoding), the encoder settings (window length, overlap, word splitter, repetition,
@@ -31,10 +32,15 @@ as the attention schedule's pre-hooks and transformers' mask builders is traced 
 it, and it needs ``onnxscript``. optimum's exporters were not used: they export a stock
 architecture from its config and would drop llmner's hooks, pooling and head. Quantization is
 onnxruntime's ``quantize_dynamic``, the maintained tool for a CPU int8 graph: int8 weights per
-output channel in the ``MatMul``/``Gemm`` nodes, except the MLP output projections, whose inputs
-carry a decoder's largest activations (on the SmolLM2 CRF tagger of ``experiments/inference_cpu.md``,
-per-tensor int8 everywhere lost 0.072 test F1, per-channel 0.052, per-channel with these kept in
-float32 0.009); the embedding lookup and the norms stay float32.
+output channel in the ``MatMul``/``Gemm`` nodes (``MatMulInteger``; activations quantized on the fly,
+one scale per tensor), except a gated MLP's output projections (``float_nodes``), whose inputs carry
+a decoder's largest activations; the embedding lookup and the norms stay float32. On the taggers of
+``experiments/inference_cpu.md`` (CoNLL-2003, ``predict``'s batching): MiniLM quantized whole scored
+0.0007 test F1 above torch at 1.6-1.8x its speed; SmolLM2 lost 0.049 quantized whole, 0.0023 with the
+MLP outputs in float32 (2.0-2.2x).
+Tried there and not used: onnxruntime's transformer optimizer (``optimize=true``: no faster than
+the session's own fusions on either graph), weight-only ``MatMulNBits`` (8 and 4 bits, blocks of
+32, int8 compute: slower than fp32 on this CPU, and SmolLM2 lost 0.006 F1 at 8 bits).
 """
 
 from __future__ import annotations
@@ -94,13 +100,15 @@ def _example(model) -> tuple[torch.Tensor, ...]:
     return tuple(batch[k] for k in INPUTS)
 
 
-def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None, check: bool = True) -> Path:
+def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None, optimize: bool = False,
+               check: bool = True) -> Path:
     """Write ``out/model.onnx`` (and ``model.int8.onnx``), the tokenizer and ``llmner_onnx.json``.
 
     Args:
         model: a loaded ``TaggerModule``.
         merged: its backbone's transformers model with the adapter merged in (``export._merged``).
-        quantize: ``None`` or ``int8`` (also writes the dynamically quantized graph).
+        quantize: ``None`` or ``int8`` (also writes the quantized graph).
+        optimize: pass the graph through onnxruntime's transformer optimizer first (``optimize_graph``).
         check: run onnxruntime on the example batch and compare with torch (logs the largest difference).
     """
     if quantize not in QUANTIZE:
@@ -132,26 +140,18 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
                                     dynamic_shapes=shapes, dynamo=True, verbose=False)
     path = out / FILES["fp32"]
     program.save(str(path))
+    if optimize:
+        config = merged.config
+        optimize_graph(path, path, getattr(config, "num_attention_heads", 0), getattr(config, "hidden_size", 0))
     files = {"fp32": FILES["fp32"]}
     if quantize == "int8":
-        from onnxruntime.quantization import QuantType, quantize_dynamic
-
-        big = sum(p.numel() * 4 for p in merged.parameters()) > 1.8e9  # protobuf's 2 GB limit
-        root = logging.getLogger()
-        level = root.level
-        root.setLevel(max(level, logging.WARNING))  # the quantizer logs every skipped node on the root logger
-        try:
-            quantize_dynamic(path, out / FILES["int8"], weight_type=QuantType.QInt8, per_channel=True,
-                             op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=big,
-                             nodes_to_exclude=mlp_outputs(path, getattr(merged.config, "intermediate_size", None)))
-        finally:
-            root.setLevel(level)
+        quantize_graph(path, out / FILES["int8"], "dynamic", exclude=float_nodes(merged, path))
         files["int8"] = FILES["int8"]
     backbone.tokenizer.save_pretrained(out)
     spec = {"format": 1, "tags": model.tags, "head": "crf" if hasattr(model.head, "crf") else "linear",
             "crf": crf_scores(model.head), "encoder": encoder_settings(model.encoder), "subword": model.subword,
             "attention": {k: model.run_config.get("backbone", {}).get(k) for k in ("attention", "unmask_layers")},
-            "inputs": list(INPUTS), "outputs": ["emissions"], "files": files}
+            "inputs": list(INPUTS), "outputs": ["emissions"], "files": files, "optimized": optimize}
     (out / SPEC).write_text(json.dumps(spec, indent=1) + "\n")
     if check:
         for variant, name in files.items():
@@ -161,17 +161,114 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
     return out
 
 
+def float_nodes(merged: nn.Module, path: Path) -> list[str]:
+    """The ``MatMul`` nodes that ``quantize=int8`` keeps in float32: a gated MLP's output projections.
+
+    A gated (GLU) MLP, ``down_proj(act(gate_proj(x)) * up_proj(x))`` as in Llama-family decoders,
+    multiplies two projections, and the inputs of ``down_proj`` carry outliers (measured on the
+    SmolLM2 tagger: 6-37% relative error of their per-tensor int8 rounding, against about 4% for the
+    other projections' inputs); BERT's MLP has no such product and is quantized whole.
+    """
+    gated = any(name.endswith("gate_proj") for name, _ in merged.named_modules())
+    return mlp_outputs(path, getattr(merged.config, "intermediate_size", None)) if gated else []
+
+
 def mlp_outputs(path: Path, width: int | None) -> list[str]:
-    """The ``MatMul`` nodes whose weight reads ``width`` (the MLP's intermediate size) features: the
-    MLP output projections (``down_proj``, BERT's ``output.dense``)."""
+    """A gated MLP's output projections (``down_proj``): the ``MatMul`` nodes whose weight reads
+    ``width`` (the intermediate size) features of a product with another projection's output
+    (``act(gate) * up``); a head or a projection after a norm with that input width is not one."""
     import onnx
 
     if not width:
         return []
     graph = onnx.load(str(path), load_external_data=False).graph  # the weights' shapes, not their data
     dims = {i.name: list(i.dims) for i in graph.initializer}
+    producer = {o: n for n in graph.node for o in n.output}
+
+    def gated(tensor: str) -> bool:  # a product with a projection's output (up_proj) among its factors
+        node = producer.get(tensor)
+        return node is not None and node.op_type == "Mul" and any(
+            getattr(producer.get(i), "op_type", None) == "MatMul" for i in node.input)
+
     return [n.name for n in graph.node
-            if n.op_type == "MatMul" and len(n.input) > 1 and dims.get(n.input[1], [None])[0] == width]
+            if n.op_type == "MatMul" and len(n.input) > 1 and dims.get(n.input[1], [None])[0] == width
+            and gated(n.input[0])]
+
+
+def _large(path: Path) -> bool:
+    """Whether a graph's weights need external data (protobuf's 2 GB limit on one file)."""
+    return path.stat().st_size > 1.8e9 or any(p.suffix == ".data" for p in path.parent.glob(path.name + "*"))
+
+
+class _quiet:
+    """onnxruntime's quantizers log every node they skip at INFO, on the root logger or their own, and
+    advise "pre-processing" (shape inference and its optimizer: no faster here) on every call."""
+
+    @staticmethod
+    def _advice(record: logging.LogRecord) -> bool:
+        return "pre-processing before quantization" not in record.getMessage()
+
+    def __enter__(self):
+        self.levels = [(lg, lg.level) for lg in (logging.getLogger(), logging.getLogger("onnxruntime"))]
+        for lg, level in self.levels:
+            lg.setLevel(max(level, logging.WARNING))
+        logging.getLogger().addFilter(self._advice)
+
+    def __exit__(self, *exc):
+        logging.getLogger().removeFilter(self._advice)
+        for lg, level in self.levels:
+            lg.setLevel(level)
+
+
+def quantize_graph(src: Path, dst: Path, method: str = "dynamic", exclude: list[str] | tuple = (),
+                   per_channel: bool = True, block: int = 32, reduce_range: bool = False) -> Path:
+    """Write ``src`` with int8 (or 4-bit) weights of its ``MatMul`` nodes but ``exclude`` to ``dst``.
+
+    Methods (both onnxruntime's, no calibration data):
+
+    - ``dynamic``: ``quantize_dynamic``, ``MatMulInteger`` with int8 weights (per output channel
+      or per tensor) and the activations quantized on the fly, one scale per tensor;
+    - ``nbits8``, ``nbits4``: ``MatMulNBitsQuantizer``, weight-only blocks of ``block`` input
+      features (one symmetric scale each) in ``MatMulNBits`` nodes; ``accuracy_level=4`` lets
+      the CPU kernel quantize the activations to int8 per block as well and multiply in int8.
+    """
+    with _quiet():
+        if method == "dynamic":
+            from onnxruntime.quantization import QuantType, quantize_dynamic
+
+            quantize_dynamic(src, dst, weight_type=QuantType.QInt8, per_channel=per_channel,
+                             op_types_to_quantize=["MatMul", "Gemm"], use_external_data_format=_large(src),
+                             nodes_to_exclude=list(exclude), reduce_range=reduce_range)
+        elif method in ("nbits8", "nbits4"):
+            import onnx
+            from onnxruntime.quantization.matmul_nbits_quantizer import (
+                DefaultWeightOnlyQuantConfig,
+                MatMulNBitsQuantizer,
+            )
+
+            config = DefaultWeightOnlyQuantConfig(block_size=block, is_symmetric=True, accuracy_level=4,
+                                                  bits=int(method[-1]), op_types_to_quantize=("MatMul",))
+            quantizer = MatMulNBitsQuantizer(onnx.load(str(src)), nodes_to_exclude=list(exclude), algo_config=config)
+            quantizer.process()
+            quantizer.model.save_model_to_file(str(dst), use_external_data_format=_large(src))
+        else:
+            raise ConfigError(f"unknown quantization method {method!r}: dynamic, nbits8 or nbits4")
+    return dst
+
+
+def optimize_graph(src: Path, dst: Path, num_heads: int = 0, hidden_size: int = 0) -> Path:
+    """Write ``src`` through onnxruntime's transformer optimizer (``model_type="bert"``) to ``dst``.
+
+    Its fusions replace subgraphs by onnxruntime's fused CPU kernels where their patterns match:
+    (Skip)LayerNormalization, (Skip)SimplifiedLayerNormalization (RMSNorm), BiasGelu, Attention.
+    """
+    from onnxruntime.transformers.optimizer import optimize_model
+
+    with _quiet():
+        model = optimize_model(str(src), model_type="bert", num_heads=num_heads, hidden_size=hidden_size)
+        model.save_model_to_file(str(dst), use_external_data_format=_large(src))
+    log.info("onnxruntime's optimizer fused %s", {k: v for k, v in model.get_fused_operator_statistics().items() if v})
+    return dst
 
 
 def _difference(path: Path, graph: nn.Module, args: tuple[torch.Tensor, ...]) -> float:

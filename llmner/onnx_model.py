@@ -21,7 +21,7 @@ from llmner.data.alignment import WindowEncoder
 from llmner.errors import CheckpointError
 from llmner.heads import CRFHead, LinearHead
 from llmner.modules.tagger import TaggerModule
-from llmner.onnx_export import FILES, INPUTS, SPEC
+from llmner.onnx_export import FILES, SPEC
 
 
 def is_onnx_export(path: str | Path) -> bool:
@@ -77,6 +77,11 @@ class OnnxTagger(nn.Module):
         self.eval()
 
     @property
+    def inputs(self) -> list[str]:
+        """The graph's inputs (an optimized graph drops one its pooling does not read, e.g. ``last``)."""
+        return [i.name for i in self.session.get_inputs()]
+
+    @property
     def tags(self) -> list[str]:
         return self.head.tags
 
@@ -86,5 +91,5 @@ class OnnxTagger(nn.Module):
 
     def forward(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Emissions (B, W, K) for a batch from ``WindowEncoder.collate``, as ``TaggerModule.forward``."""
-        feed = {k: batch[k].cpu().numpy() for k in INPUTS}
+        feed = {k: batch[k].cpu().numpy() for k in self.inputs}
         return torch.from_numpy(self.session.run(["emissions"], feed)[0])  # (B, W, K)

@@ -2,8 +2,8 @@
 
 Built on LitServe (Lightning's serving library, on FastAPI and uvicorn): it runs the model in a
 worker process and merges concurrent requests into one model call (dynamic batching:
-``max_batch_size`` requests, waiting at most ``batch_timeout`` seconds for them). ``ckpt_path`` is
-anything ``llmner.load`` takes: a checkpoint (any head) or an ONNX export directory.
+``max_batch_size`` requests, waiting at most ``batch_timeout`` seconds for them; ``WaitingLoop``).
+``ckpt_path`` is anything ``llmner.load`` takes: a checkpoint (any head) or an ONNX export directory.
 
 - ``POST /predict`` with ``{"texts": ["...", ...]}`` answers ``{"entities": [...]}``, one item per
   text: what ``model.predict`` returns for it;
@@ -20,8 +20,10 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from importlib.resources import files
 from pathlib import Path
+from queue import Empty
 
 import hydra
 import litserve as ls
@@ -103,11 +105,49 @@ class RequestLimits:
         await JSONResponse({"detail": message}, status_code=status)(scope, receive, send)
 
 
+class _FirstGiven:
+    """A view of LitServe's request queue for one batch: ``first`` (already taken), then the queue's
+    requests until ``deadline``, each waited for in one blocking call."""
+
+    def __init__(self, queue, first, deadline: float) -> None:
+        self.queue, self.first, self.deadline = queue, [first], deadline
+
+    def get(self, block: bool = True, timeout: float | None = None):
+        if self.first:
+            return self.first.pop()
+        return self.queue.get(timeout=max(0.0, self.deadline - time.monotonic()))
+
+    def get_nowait(self):
+        return self.first.pop() if self.first else self.queue.get_nowait()
+
+
+class WaitingLoop(ls.loops.BatchedLoop):
+    """LitServe's batched loop, with a batch collected by blocking calls instead of polling.
+
+    LitServe 0.2 (``collate_requests``) asks its request queue, a ``multiprocessing.Manager`` queue
+    whose every call is a round trip to the manager process, for a request once a millisecond, also
+    while idle (a 10 ms ``batch_timeout`` window after another): on a small CPU these calls compete
+    with the model and the HTTP server for the cores. Here the worker sleeps in one call until a
+    request arrives, then gathers more with one call per request for at most ``batch_timeout``
+    seconds (0: those already queued, no wait) through LitServe's own ``collate_requests``.
+    """
+
+    def get_batch_requests(self, lit_api, request_queue, transport):
+        try:
+            first = request_queue.get(timeout=1.0)
+        except Empty:
+            return [], []
+        view = _FirstGiven(request_queue, first, time.monotonic() + lit_api.batch_timeout)
+        return super().get_batch_requests(lit_api, view, transport)
+
+
 class TaggerAPI(ls.LitAPI):
     """Texts -> entities with any model ``llmner.load`` reads; batched requests share model calls."""
 
-    def __init__(self, ckpt_path: str, max_batch_size: int, batch_timeout: float, predict_batch_size: int) -> None:
-        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict")
+    def __init__(self, ckpt_path: str, max_batch_size: int, batch_timeout: float, predict_batch_size: int,
+                 batch_loop: str = "waiting") -> None:
+        super().__init__(max_batch_size=max_batch_size, batch_timeout=batch_timeout, api_path="/predict",
+                         loop=WaitingLoop() if max_batch_size > 1 and batch_loop == "waiting" else "auto")
         self.ckpt_path, self.predict_batch_size = ckpt_path, predict_batch_size
         self.batching = max_batch_size > 1
 
@@ -139,9 +179,13 @@ def page() -> str:
     return files("llmner").joinpath("serve_page.html").read_text(encoding="utf-8")
 
 
-def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float = 0.01, predict_batch_size: int = 32,
-                 max_texts: int = 64, max_chars: int = 5000, workers: int = 1, timeout: float = 60.0):
-    """A ``litserve.LitServer`` for ``ckpt_path`` with the limits and the page (not started)."""
+def build_server(ckpt_path: str, max_batch_size: int = 8, batch_timeout: float = 0.0, predict_batch_size: int = 32,
+                 max_texts: int = 64, max_chars: int = 5000, workers: int = 1, timeout: float = 60.0,
+                 batch_loop: str = "waiting"):
+    """A ``litserve.LitServer`` for ``ckpt_path`` with the limits and the page (not started).
+
+    ``batch_loop``: ``waiting`` (``WaitingLoop``) or ``litserve`` (LitServe's own batched loop).
+    """
     from fastapi.responses import HTMLResponse
 
     if not Path(ckpt_path).exists():
@@ -152,7 +196,9 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
             raise ConfigError(f"{name} must be an integer >= 1, got {value!r}")
     if batch_timeout < 0:
         raise ConfigError(f"batch_timeout must be >= 0 seconds, got {batch_timeout}")
-    api = TaggerAPI(str(ckpt_path), max_batch_size, batch_timeout, predict_batch_size)
+    if batch_loop not in ("waiting", "litserve"):
+        raise ConfigError(f"batch_loop must be waiting or litserve, got {batch_loop!r}")
+    api = TaggerAPI(str(ckpt_path), max_batch_size, batch_timeout, predict_batch_size, batch_loop)
     server = ls.LitServer(api, accelerator="cpu", workers_per_device=workers, timeout=timeout,
                           middlewares=[(RequestLimits, {"path": "/predict", "max_texts": max_texts, "max_chars": max_chars})])
     # LitServe's own "/" says "litserve running"; the page replaces it
@@ -164,7 +210,7 @@ def build_server(ckpt_path: str, max_batch_size: int = 1, batch_timeout: float =
 
 def serve(cfg: DictConfig) -> None:
     server = build_server(cfg.ckpt_path, cfg.max_batch_size, cfg.batch_timeout, cfg.predict_batch_size,
-                          cfg.max_texts, cfg.max_chars, cfg.workers, cfg.timeout)
+                          cfg.max_texts, cfg.max_chars, cfg.workers, cfg.timeout, cfg.batch_loop)
     log.info("http://%s:%d/ (POST /predict, GET /health)", cfg.host, cfg.port)
     server.run(host=cfg.host, port=cfg.port, generate_client_file=False, log_level=cfg.log_level)
 

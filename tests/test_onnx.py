@@ -50,11 +50,11 @@ def exported(request, tiny_conll, tmp_path_factory):
     onnx_dir = out / "onnx"
     if request.param == "crf_repeat_bidirectional_mean":  # as a user runs it
         done = subprocess.run([sys.executable, "-m", "llmner.export", f"ckpt_path={ckpt}", f"out={onnx_dir}",
-                               "format=onnx", "quantize=int8", f"hydra.run.dir={out / 'h'}"],
+                               "format=onnx", "quantize=int8", "optimize=true", f"hydra.run.dir={out / 'h'}"],
                               capture_output=True, text=True, timeout=600)
         assert done.returncode == 0, done.stderr[-3000:]
     else:
-        export(ckpt, onnx_dir, format="onnx", quantize="int8")
+        export(ckpt, onnx_dir, format="onnx", quantize="int8", optimize=False)
     texts = [" ".join(s.tokens[: 1 + i % len(s.tokens)]) for i, s in enumerate(objects["datamodule"].sentences["test"])]
     texts += ["John Smith visited Paris on Monday .", "x", "the  Red Cross said\tAnna Berg will lead it in New York ."]
     return request.param, ckpt, onnx_dir, texts
@@ -88,6 +88,9 @@ def test_the_export_holds_what_the_issue_lists(exported):
     dims = {i.name: [d.dim_param or d.dim_value for d in i.type.tensor_type.shape.dim] for i in graph.input}
     assert set(dims) == {"input_ids", "attention_mask", "first", "last"}
     assert all(isinstance(d, str) for ds in dims.values() for d in ds), dims  # batch and length axes are dynamic
+    # optimize=true (the run as a user runs it): onnxruntime's fused RMSNorm kernels replace the decomposed norms
+    fused = {n.op_type for n in graph.node} & {"SimplifiedLayerNormalization", "SkipSimplifiedLayerNormalization"}
+    assert spec["optimized"] == bool(fused) == ("repeat" in name), (spec["optimized"], fused)
     assert (onnx_dir / "model.int8.onnx").stat().st_size < (onnx_dir / "model.onnx").stat().st_size
 
 
@@ -131,3 +134,28 @@ def test_bad_export_settings_are_one_line_errors(exported, tmp_path):
 
     with pytest.raises(CheckpointError, match="no such ONNX file"):
         llmner.load(onnx_dir / "model.int4.onnx")
+
+
+def test_int8_keeps_only_a_gated_mlps_outputs_in_float(exported):
+    """``quantize=int8``: every weighted ``MatMul`` is int8 but the tiny Llama's ``down_proj``s; a model
+    without a gated MLP (BERT's) keeps none."""
+    from types import SimpleNamespace
+
+    import onnx
+
+    from llmner.onnx_export import float_nodes
+
+    _, ckpt, onnx_dir, _ = exported
+    merged = llmner.load(ckpt).backbone.model
+    downs = sum(name.endswith("down_proj") for name, _ in merged.named_modules())
+    kept = float_nodes(merged, onnx_dir / "model.onnx")
+    assert downs >= 2 and len(kept) == downs
+    fp32, int8 = (onnx.load(onnx_dir / f, load_external_data=False).graph for f in ("model.onnx", "model.int8.onnx"))
+    weights = {i.name for i in fp32.initializer}
+    weighted = [n.name for n in fp32.node if n.op_type == "MatMul" and n.input[1] in weights]
+    ops = {n.name: n.op_type for n in int8.node}
+    assert all(ops[k] == "MatMul" for k in kept)
+    assert sum(op == "MatMulInteger" for op in ops.values()) == len(weighted) - len(kept)
+    plain = torch.nn.Linear(2, 2)
+    plain.config = SimpleNamespace(intermediate_size=merged.config.intermediate_size)
+    assert float_nodes(plain, onnx_dir / "model.onnx") == []

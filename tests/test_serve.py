@@ -199,3 +199,69 @@ def test_page_highlights_the_entities_in_a_browser(server, ckpt, tmp_path):
         assert (tmp_path / "page.png").stat().st_size > 1000
     finally:
         driver.quit()
+
+
+class _Counting:
+    """A request queue that counts the calls made to it (each one a round trip to LitServe's manager)."""
+
+    def __init__(self, queue) -> None:
+        self.queue, self.calls = queue, 0
+
+    def get(self, block=True, timeout=None):
+        self.calls += 1
+        return self.queue.get(block, timeout)
+
+    def get_nowait(self):
+        self.calls += 1
+        return self.queue.get_nowait()
+
+
+class _Transport:
+    def send(self, item, consumer_id):
+        pass
+
+
+class _Api:
+    request_timeout, stream = -1, False
+
+    def __init__(self, max_batch_size: int, batch_timeout: float) -> None:
+        self.max_batch_size, self.batch_timeout = max_batch_size, batch_timeout
+
+
+def _request(i: int) -> tuple:
+    return 0, f"uid{i}", time.monotonic(), {"texts": [str(i)]}  # LitServe's (queue id, uid, timestamp, body)
+
+
+def test_waiting_loop_batches_what_is_queued_and_sleeps_while_idle():
+    """``WaitingLoop`` against LitServe's own ``BatchedLoop`` on a real manager queue, as LitServe makes it."""
+    import multiprocessing
+    import threading
+
+    from litserve.loops import BatchedLoop
+
+    from llmner.serve import WaitingLoop
+
+    with multiprocessing.Manager() as manager:
+        queue = _Counting(manager.Queue())
+        ours, stock = WaitingLoop(), BatchedLoop()
+        for i in range(3):
+            queue.queue.put(_request(i))
+        batch, timed_out = ours.get_batch_requests(_Api(2, 0.0), queue, _Transport())
+        assert [uid for _, uid, _ in batch] == ["uid0", "uid1"] and timed_out == []  # max_batch_size
+        batch, _ = ours.get_batch_requests(_Api(8, 0.0), queue, _Transport())
+        assert [uid for _, uid, _ in batch] == ["uid2"]  # batch_timeout=0: what is queued, no wait
+        # batch_timeout: a request that arrives within it joins the first one's batch
+        queue.queue.put(_request(3))
+        threading.Timer(0.1, lambda: queue.queue.put(_request(4))).start()
+        start = time.monotonic()
+        batch, _ = ours.get_batch_requests(_Api(8, 0.5), queue, _Transport())
+        assert [uid for _, uid, _ in batch] == ["uid3", "uid4"] and 0.4 < time.monotonic() - start < 2
+        # idle for a second: one blocking call here, hundreds of polls in LitServe's loop
+        for loop in (ours, stock):
+            queue.calls, start = 0, time.monotonic()
+            while time.monotonic() - start < 1.0:
+                assert loop.get_batch_requests(_Api(8, 0.01), queue, _Transport()) == ([], [])
+            if loop is ours:
+                assert queue.calls <= 2, queue.calls
+            else:
+                assert queue.calls > 50, queue.calls  # what the test guards against

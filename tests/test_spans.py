@@ -292,3 +292,21 @@ def test_a_forced_entity_across_windows_is_one_entity(forced):
         expected = [trim_value(text, offsets[s][0], offsets[e - 1][1]) for s, e in zip(starts, ends)]
         assert [(e["start"], e["end"]) for e in entities] == [(a, b) for a, b in expected if a < b]
         assert all(text[e["start"] : e["end"]] == e["text"] and 0 < e["score"] <= 1 for e in entities)
+
+
+def test_length_batches_cut_where_padding_would_grow():
+    """By hand: longest first, at most ``batch_size``, a new batch where padding would add over 25%."""
+    from types import SimpleNamespace
+
+    from llmner.heads.spans import length_batches
+
+    windows = [SimpleNamespace(input_ids=[0] * n, name=i) for i, n in enumerate([3, 10, 1, 9, 3, 10, 2])]
+
+    def lengths(batches):
+        return [[len(w.input_ids) for w in b] for b in batches]
+
+    # [10, 10, 9, 3] pads to 40 tokens for 32 real (25%); a second 3 would pad to 50 for 35
+    assert lengths(length_batches(windows, 32)) == [[10, 10, 9, 3], [3, 2], [1]]
+    assert lengths(length_batches(windows, 2)) == [[10, 10], [9], [3, 3], [2], [1]]
+    assert lengths(length_batches(windows, 32, padding=10.0)) == [[10, 10, 9, 3, 3, 2, 1]]
+    assert sorted(w.name for b in length_batches(windows, 3) for w in b) == list(range(7))

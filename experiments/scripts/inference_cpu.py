@@ -1,24 +1,30 @@
-"""Words/s and test F1 of one tagger run three ways: torch (the checkpoint), ONNX Runtime fp32 and int8
-(and with --pipeline: transformers' pipeline over the custom-code export, and the checkpoint's own
-raw-text ``predict``, which the pipeline reproduces).
+"""Words/s and test F1 of one tagger run several ways: torch (the checkpoint), ONNX Runtime graphs (fp32,
+int8, optimized; any ``--graph``), and with --pipeline transformers' pipeline over the custom-code export
+and the checkpoint's own raw-text ``predict``, which the pipeline reproduces.
 
 Usage (from the repository root; exports the checkpoint to ONNX first unless --onnx names an export):
     OMP_NUM_THREADS=1 python experiments/scripts/inference_cpu.py --ckpt CKPT [--onnx DIR] \
-        [--data ../shared/data/conll2003] [--sentences 1000] [--batch-size 32] [--rounds 2] [--pipeline]
+        [--graph NAME=FILE.onnx ...] [--data ../shared/data/conll2003] [--sentences 1000] \
+        [--speed-sentences 200] [--rounds 3] [--batch-size 32] [--pipeline]
 
-Each backend tags the first N sentences of the test split with the checkpoint's own windows, batching
-(longest first) and decoding (CRF Viterbi or argmax); only the network differs. The backends take
-turns, ``--rounds`` times, and each one's fastest round is reported (the machine may be shared).
-F1 is entity-level micro F1 (``llmner.metrics.entity_scores``, conlleval's reading); "agree" is the
-share of words tagged as the torch checkpoint tags them. A trunk cache is switched off: every
-backend runs every layer in float32. The pipeline reads each sentence as raw text (its tokens joined
-by spaces, split again by the corpus's splitter) and returns entities with offsets, which are
-mapped back onto the tokens: it runs one text at a time, as a pipeline call with a list does.
+Each backend tags the test sentences with the checkpoint's own windows, batching (longest first, at
+most 25% padding: ``predict``'s ``length_batches``) and decoding (CRF Viterbi or argmax); only the network differs. First every backend tags the first
+--sentences sentences once (test F1, "agree": the share of words tagged as the torch checkpoint tags
+them, and that pass's words/s); then the backends take turns --rounds times on the first
+--speed-sentences sentences, and each one's median words/s and median ratio to torch's time in the
+same round are reported (the machine may be shared: a round's ratios share its load). F1 is
+entity-level micro F1 (``llmner.metrics.entity_scores``, conlleval's reading). A trunk cache is
+switched off: every backend runs every layer in float32. The pipeline reads each sentence as raw text
+(its tokens joined by spaces, split again by the corpus's splitter) and returns entities with
+offsets, which are mapped back onto the tokens: it runs one text at a time, as a pipeline call with a
+list does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
+import statistics
 import sys
 import time
 from pathlib import Path
@@ -29,6 +35,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
 import llmner  # noqa: E402
 from llmner.data.conll import find_split_file, read_conll  # noqa: E402
+from llmner.heads.spans import length_batches  # noqa: E402
 from llmner.metrics import entity_scores  # noqa: E402
 
 
@@ -36,10 +43,8 @@ def tag(model, sentences, batch_size: int) -> list[list[str]]:
     """IOB2 tags of every word of ``sentences``, as ``TaggerModule.predict`` computes them."""
     windows = model.encoder.encode(sentences, model.tags)
     parts: dict[int, list[tuple[int, list[int]]]] = {}
-    order = sorted(windows, key=lambda w: -len(w.input_ids))
     with torch.no_grad():
-        for i in range(0, len(order), batch_size):
-            chunk = order[i : i + batch_size]
+        for chunk in length_batches(windows, batch_size):  # predict's batches
             batch = model.encoder.collate(chunk)
             for w, p in zip(chunk, model.head.decode(model(batch), batch["word_mask"])):
                 parts.setdefault(w.sentence, []).append((w.offset, p))
@@ -104,10 +109,12 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--ckpt", required=True)
     ap.add_argument("--onnx", help="an ONNX export of --ckpt (default: export to <ckpt>.onnx/)")
+    ap.add_argument("--graph", action="append", default=[], help="NAME=PATH: another ONNX graph of the export")
     ap.add_argument("--data", default="../shared/data/conll2003")
     ap.add_argument("--sentences", type=int, default=1000)
+    ap.add_argument("--speed-sentences", type=int, default=200)
     ap.add_argument("--batch-size", type=int, default=32)
-    ap.add_argument("--rounds", type=int, default=2)
+    ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--pipeline", action="store_true", help="also the transformers pipeline (custom-code export)")
     args = ap.parse_args()
     sentences = read_conll(find_split_file(Path(args.data), "test"))[: args.sentences]
@@ -124,23 +131,41 @@ def main() -> None:
     model.backbone.trunk = None
     backends = {"torch": model, "onnx fp32": llmner.load(onnx_dir / "model.onnx"),
                 "onnx int8": llmner.load(onnx_dir / "model.int8.onnx")}
+    for item in args.graph:
+        name, path = item.split("=", 1)
+        backends[name] = llmner.load(path)
     if args.pipeline:
         backends["torch predict (raw text)"] = RawTextBackend(model, args.batch_size)
         backends["pipeline"] = PipelineBackend(args.ckpt, Path(f"{args.ckpt}.hf"))
-    best: dict[str, float] = {}
-    tags: dict[str, list[list[str]]] = {}
+
+    def run(m, part) -> list[list[str]]:
+        return m.tag(part) if hasattr(m, "tag") else tag(m, part, args.batch_size)
+
+    tags, first = {}, {}
+    for name, m in backends.items():  # the F1 pass
+        start = time.perf_counter()
+        tags[name] = run(m, sentences)
+        first[name] = time.perf_counter() - start
+        print(f"{name}: {words / first[name]:,.0f} words/s over {len(sentences)} sentences", flush=True)
+    part = sentences[: args.speed_sentences]
+    part_words = sum(len(s.tokens) for s in part)
+    times: dict[str, list[float]] = {n: [] for n in backends}
     for _ in range(args.rounds):
         for name, m in backends.items():
             start = time.perf_counter()
-            tags[name] = m.tag(sentences) if hasattr(m, "tag") else tag(m, sentences, args.batch_size)
-            best[name] = min(best.get(name, float("inf")), time.perf_counter() - start)
-    print(f"{len(sentences)} sentences, {words} words, batch {args.batch_size}, threads {torch.get_num_threads()}")
-    print("| backend | words/s | x torch | test F1 | words tagged as torch |")
-    print("|---|---|---|---|---|")
+            run(m, part)
+            times[name].append(time.perf_counter() - start)
+    print(f"F1 pass: {len(sentences)} sentences, {words} words; speed: {args.rounds} rounds of {len(part)} sentences "
+          f"({part_words} words); batch {args.batch_size}; torch threads {torch.get_num_threads()}, "
+          f"OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS')}; load average {os.getloadavg()[0]:.1f} at the end")
+    print("| backend | words/s (median) | x torch (median of rounds) | words/s (F1 pass) | test F1 | words tagged as torch |")
+    print("|---|---|---|---|---|---|")
     for name in backends:
         f1 = entity_scores(gold, tags[name], "test")["test/f1"]
         agree = sum(a == b for x, y in zip(tags[name], tags["torch"]) for a, b in zip(x, y)) / words
-        print(f"| {name} | {words / best[name]:,.0f} | {best['torch'] / best[name]:.2f} | {f1:.4f} | {agree:.4f} |")
+        ratio = statistics.median(t / b for t, b in zip(times["torch"], times[name]))
+        print(f"| {name} | {part_words / statistics.median(times[name]):,.0f} | {ratio:.2f} | {words / first[name]:,.0f} | "
+              f"{f1:.4f} | {agree:.4f} |", flush=True)
 
 
 if __name__ == "__main__":

@@ -30,6 +30,9 @@ CONFIGS = {  # name -> train overrides on top of the protocol; TOP: --top, the a
     "lora_all_checkpointing": ["backbone.gradient_checkpointing=true"],
     "lora_all_no_checkpointing": ["backbone.gradient_checkpointing=false"],
     "before": ["backbone.gradient_checkpointing=false"],  # and glibc's adaptive malloc (ENV): llmner before the fix
+    # with --experiment conll_crf_cpu (the recipe: 8 adapted layers over a cached trunk, read once)
+    "recipe": [],
+    "recipe_checkpoint_512": ["backbone.gradient_checkpointing=512"],
 }
 ENV = {"before": {"LLMNER_MALLOC": "default"}}  # per configuration, for its subprocess
 
@@ -50,7 +53,7 @@ def compose(args, extra: list[str]):
 
     extra = [o.replace("TOP", str(args.top)) for o in extra]
     cfg = compose_run([
-        "experiment=conll_crf", f"backbone={args.backbone}", f"data.path={args.data}", "trainer.accelerator=cpu",
+        f"experiment={args.experiment}", f"backbone={args.backbone}", f"data.path={args.data}", "trainer.accelerator=cpu",
         f"data.max_train_samples={args.steps * 8}", "data.max_eval_samples=8", "data.max_test_samples=8",
         "data.batch_size=8", "trainer.max_steps=-1", "+trainer.limit_val_batches=0", "trainer.num_sanity_val_steps=0",
         "+trainer.enable_checkpointing=false", "~callbacks", "~logger", "+trainer.enable_progress_bar=false",
@@ -165,11 +168,12 @@ def measure_predict(args, how: str) -> dict:
 
 
 def measure_memory(args, name: str) -> dict:
-    """Peak RSS of ``experiment=conll_crf`` as configured (input repeated) after building the model,
+    """Peak RSS of ``--experiment`` as configured (``conll_crf``: input repeated) after building the model,
     then after one training step on a median-length batch of the full train set, on its longest batch, and after a no-grad pass over the longest eval batch."""
     import torch
 
-    cfg = compose(args, ["model.encoder.repeat=2"] + CONFIGS[name] + ["data.max_train_samples=null"])  # conll_crf's default
+    repeat = ["model.encoder.repeat=2"] if args.experiment == "conll_crf" else []  # conll_crf's default
+    cfg = compose(args, repeat + CONFIGS[name] + ["data.max_train_samples=null"])
     model, dm = built(cfg)
     model.train()
     groups = model.param_groups()
@@ -241,6 +245,7 @@ def main() -> None:
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--top", type=int, default=6, help="lora_layers of the top-k configurations")
     p.add_argument("--backbone", default="smollm2_135m", help="backbone config (tiny_random: a smoke test)")
+    p.add_argument("--experiment", default="conll_crf", help="the experiment measured (the recipe rows: conll_crf_cpu)")
     p.add_argument("--only", nargs="*", default=MEASURES, help=f"a subset of {MEASURES}")
     p.add_argument("--one", help=argparse.SUPPRESS)
     args = p.parse_args()
@@ -250,6 +255,7 @@ def main() -> None:
     rows = {}
     for m in args.only:
         cmd = [sys.executable, __file__, "--data", args.data, "--steps", str(args.steps), "--seed", str(args.seed), "--backbone", args.backbone, "--top", str(args.top),
+               "--experiment", args.experiment,
                "--predict-sentences", str(args.predict_sentences), "--one", m]
         env = os.environ | {"HF_HUB_OFFLINE": "1"} | ENV.get(m.split(":")[1], {})
         done = subprocess.run(cmd, capture_output=True, text=True, env=env)

@@ -111,12 +111,33 @@ def text_entities(text: str, offsets: Offsets, windows: list[ScoredWindow], tags
     return out
 
 
+def length_batches(windows: list, batch_size: int, padding: float = 0.25) -> list[list]:
+    """``windows`` longest first, in batches of at most ``batch_size`` whose padding adds at most
+    ``padding`` of their real tokens (a new batch starts where it would add more).
+
+    A corpus sorted by length pads little in any batch of neighbours; a few texts of very different
+    lengths (the requests a server merges) would otherwise all be padded to the longest.
+    """
+    out: list[list] = []
+    real = 0
+    for w in sorted(windows, key=lambda w: -len(w.input_ids)):
+        n = len(w.input_ids)
+        if out and len(out[-1]) < batch_size and len(out[-1][0].input_ids) * (len(out[-1]) + 1) <= (1 + padding) * (real + n):
+            out[-1].append(w)
+            real += n
+        else:
+            out.append([w])
+            real = n
+    return out
+
+
 def predict_entities(texts: list[str], encoder, forward: Callable[[dict], torch.Tensor], head,
                      batch_size: int = 32, device: torch.device | str = "cpu") -> list[list[Entity]]:
     """Entities of each text, in text order.
 
     Texts are split into words by ``encoder`` (a ``WindowEncoder``: its splitter, then windows as in
-    training); windows of all texts are batched together, longest first, and every word gets one tag.
+    training); windows of all texts are batched together, longest first (``length_batches``), and
+    every word gets one tag.
 
     Args:
         forward: a collated batch (on ``device``) -> emissions (B, W, K) of its owned words.
@@ -124,9 +145,7 @@ def predict_entities(texts: list[str], encoder, forward: Callable[[dict], torch.
     """
     windows, offsets = encoder.encode_texts(list(texts))
     scored: dict[int, list[ScoredWindow]] = {}
-    order = sorted(windows, key=lambda w: -len(w.input_ids))
-    for i in range(0, len(order), batch_size):
-        chunk = order[i : i + batch_size]
+    for chunk in length_batches(windows, batch_size):
         batch = {k: v.to(device) for k, v in encoder.collate(chunk).items()}
         for w, s in zip(chunk, score_windows(head, forward(batch), batch["word_mask"], [w.offset for w in chunk])):
             scored.setdefault(w.sentence, []).append(s)
