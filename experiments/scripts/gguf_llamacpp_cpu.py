@@ -2,6 +2,8 @@
 
     python experiments/scripts/gguf_llamacpp_cpu.py llmner  --out exported/   # llmner's decoding; writes exported/
     python experiments/scripts/gguf_llamacpp_cpu.py llamacpp --out exported/  # llama.cpp, with and without the grammar
+    ... llamacpp --out exported/ --grammar bounded.gbnf --extra-only --max-new-tokens 512   # another grammar only
+    ... llamacpp --out exported/ --quant Q8_0 --skip-f16 --no-repack   # llama.cpp's Q8_0 copy, no AMX buffers
 
 The model is the base SmolLM2-135M-Instruct of the crime_json recipe (``--ckpt``: a fine-tuned
 checkpoint instead), asked the single question of ``model.prompt.style=single`` about the 22
