@@ -58,11 +58,15 @@ FORMATS = ("hf", "gguf", "onnx")
 
 
 def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtype: str = "f16",
-           quantize: str | None = None, optimize: bool = False) -> Path:
+           quantize: str | None = None, optimize: bool = False, gguf_pre: str | None = None,
+           gguf_max_items: int | None = None, gguf_max_chars: int | None = None) -> Path:
     """Write the merged model, its tokenizer and the head (tag heads) or prompt (generative) to ``out``.
 
     ``format="gguf"``: the merged causal LM as ``out/model.gguf`` plus an Ollama ``Modelfile``
-    (generative checkpoints only: llama.cpp has no token-classification head). ``format="onnx"``:
+    (generative checkpoints only: llama.cpp has no token-classification head); ``gguf_pre`` names
+    llama.cpp's pre-tokenizer (default: the source GGUF's, else found as llama.cpp's converter
+    finds it, ``llmner.gguf_pretokenizer``); ``gguf_max_items`` / ``gguf_max_chars`` bound the exported
+    grammar's lists / strings (``llmner.decoding.portable.answer_gbnf``). ``format="onnx"``:
     ``out/model.onnx`` (``quantize="int8"``: and ``out/model.int8.onnx``; ``optimize``: through
     onnxruntime's transformer optimizer), tag heads only.
     """
@@ -74,6 +78,11 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
         raise ConfigError("optimize=true is for format=onnx (onnxruntime's transformer optimizer)")
     if format == "gguf" and gguf_dtype not in DTYPES:
         raise ConfigError(f"gguf_dtype must be one of {DTYPES}, got {gguf_dtype!r}")
+    if gguf_pre is not None and (format != "gguf" or not isinstance(gguf_pre, str) or not gguf_pre.strip()):
+        raise ConfigError(f"gguf_pre={gguf_pre!r} names llama.cpp's pre-tokenizer (e.g. llama-bpe) for format=gguf")
+    for name, v in (("gguf_max_items", gguf_max_items), ("gguf_max_chars", gguf_max_chars)):
+        if v is not None and (format != "gguf" or not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ConfigError(f"{name}={v!r} must be a positive integer (format=gguf), or null")
     model = load(ckpt_path)
     backbone = model.backbone
     if format == "gguf" and not getattr(backbone, "causal_lm", False):
@@ -82,7 +91,7 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     if format == "gguf":
-        return _export_gguf(model, out, gguf_dtype)
+        return _export_gguf(model, out, gguf_dtype, gguf_pre, {"max_items": gguf_max_items, "max_chars": gguf_max_chars})
     if format == "onnx":
         from llmner.onnx_export import write_onnx
 
@@ -162,31 +171,32 @@ def _prompt_json(model) -> str:
     return json.dumps(dataclasses.asdict(model.prompt) | {"keys": model.keys, "tags": model.tags}, indent=2) + "\n"
 
 
-def _export_gguf(model, out: Path, dtype: str) -> Path:
-    """``out/model.gguf`` (adapters merged), ``out/Modelfile``, ``out/llmner_prompt.json``."""
+def _export_gguf(model, out: Path, dtype: str, pre: str | None = None, bounds: dict | None = None) -> Path:
+    """``out/model.gguf`` (adapters merged), ``out/Modelfile``, ``out/llmner_prompt.json``; ``pre``:
+    ``tokenizer.ggml.pre`` (default: the source GGUF's, else detected by ``write_gguf``)."""
     from llmner.gguf_export import modelfile, write_gguf
 
     backbone = model.backbone
     merged = _merged(model)
     bcfg = model.run_config.get("backbone", {})
-    pre = _source_pre(bcfg) or "default"
+    pre = pre or _source_pre(bcfg)
     write_gguf(merged, backbone.tokenizer, out / "model.gguf", dtype=dtype,
                name=str(model.run_config.get("task_name", "llmner")), pre=pre)
     (out / "Modelfile").write_text(modelfile("model.gguf", backbone.tokenizer, model.prompt.system,
                                              int(merged.config.max_position_embeddings)))
     (out / "llmner_prompt.json").write_text(_prompt_json(model))
-    _write_grammars(model, out)
+    _write_grammars(model, out, bounds or {})
     log.info("exported %s as GGUF (%s) with an Ollama Modelfile, answer.gbnf and answer.schema.json (README.md)",
              out / "model.gguf", dtype)
     return out
 
 
-def _write_grammars(model, out: Path) -> None:
+def _write_grammars(model, out: Path, bounds: dict) -> None:
     """``out/answer.gbnf``, ``out/answer.schema.json`` (``answers/`` per question) and ``out/README.md``."""
     from llmner.decoding.portable import grammar_files, usage_readme
 
     questions = model.prompt.questions(model.keys)
-    files = grammar_files([q for _, q in questions], set(model.prompt.integer_types))
+    files = grammar_files([q for _, q in questions], set(model.prompt.integer_types), **bounds)
     files["README.md"] = usage_readme(str(model.run_config.get("task_name", "llmner")), model.prompt.opening("<report>", model.keys),
                                       questions, int(model.head.max_new_tokens))
     for name, text in files.items():
@@ -195,12 +205,12 @@ def _write_grammars(model, out: Path) -> None:
 
 
 def _source_pre(bcfg: dict) -> str | None:
-    """The backbone's own ``tokenizer.ggml.pre`` when it was loaded from a GGUF file (llama.cpp's
-    pre-tokenizer choice cannot be derived from a transformers tokenizer)."""
+    """The backbone's own ``tokenizer.ggml.pre`` when it was loaded from a GGUF file: what llama.cpp's
+    converter wrote for the source model (``None`` otherwise: then detected, ``llmner.gguf_pretokenizer``)."""
     try:
         return gguf_pre_tokenizer(bcfg.get("name_or_path"), bcfg.get("gguf_file"), bcfg.get("package"))
     except Exception as err:  # noqa: BLE001 - the name is a hint for llama.cpp; the export does not depend on it
-        log.warning("could not read tokenizer.ggml.pre from the source GGUF (%s); writing 'default'", err)
+        log.warning("could not read tokenizer.ggml.pre from the source GGUF (%s); detecting it", err)
         return None
 
 
@@ -230,7 +240,8 @@ def token_classifier(base, head, tags: list[str]):
 @hydra.main(version_base="1.3", config_path="../conf", config_name="export.yaml")
 def main(cfg: DictConfig) -> None:
     cli.run("export", lambda: export(cfg.ckpt_path, cli.output_dir("out", cfg.out), cfg.format, cfg.gguf_dtype,
-                                     cfg.get("quantize"), cfg.get("optimize", False)))
+                                     cfg.get("quantize"), cfg.get("optimize", False), cfg.get("gguf_pre"),
+                                     cfg.get("gguf_max_items"), cfg.get("gguf_max_chars")))
 
 
 if __name__ == "__main__":

@@ -12,7 +12,8 @@ loader reads back (``transformers.modeling_gguf_pytorch_utils``):
 - ``llama3`` rope scaling is written as the ``rope_freqs`` tensor (per-frequency divisors), which
   llama.cpp reads; transformers' GGUF loader ignores it, so only llama.cpp sees the scaling;
 - a byte-level BPE tokenizer is written as ``tokenizer.ggml.model = "gpt2"`` (tokens by id, their
-  types, merges, special ids, the chat template). Other tokenizer kinds are refused.
+  types, merges, special ids, the chat template) with llama.cpp's name for its pre-tokenizer
+  (``llmner.gguf_pretokenizer``: the converter's probe hash, else the split). Other kinds are refused.
 
 The ``Modelfile`` gets ``FROM`` the GGUF, a ``TEMPLATE`` in Ollama's Go-template syntax derived
 from the tokenizer's chat template by the one prober, ``llmner.data.template.chat_affixes`` (so it matches the template
@@ -31,6 +32,7 @@ import numpy as np
 import torch
 
 from llmner.data.template import chat_affixes
+from llmner.gguf_pretokenizer import pre_tokenizer_name
 
 log = logging.getLogger(__name__)
 
@@ -83,14 +85,14 @@ def _bpe_vocab(tokenizer) -> tuple[list[str], list[int], list[str]]:
     return tokens, [int(t) for t in types], merges
 
 
-def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f16", name: str = "llmner", pre: str = "default") -> Path:
+def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f16", name: str = "llmner", pre: str | None = None) -> Path:
     """Write ``model`` (a transformers ``LlamaForCausalLM``, adapters merged) and ``tokenizer`` to ``path``.
 
     Args:
         dtype: ``f16`` (half the size) or ``f32`` (exact); norms and ``rope_freqs`` stay float32.
         name: ``general.name``.
         pre: ``tokenizer.ggml.pre``, llama.cpp's pre-tokenizer regex choice (e.g. ``llama-bpe``,
-            ``smollm``); ``default`` is GPT-2's.
+            ``smollm``); ``None``: found as llama.cpp's converter finds it (``llmner.gguf_pretokenizer``).
     """
     import gguf
 
@@ -123,6 +125,9 @@ def write_gguf(model, tokenizer, path: str | Path, dtype: str = "f16", name: str
         raise ValueError(f"the tokenizer has {len(tokens)} tokens, the model's embeddings {cfg.vocab_size}")
     tokens += [f"[PAD{i}]" for i in range(len(tokens), cfg.vocab_size)]
     types += [int(gguf.TokenType.UNUSED)] * (cfg.vocab_size - len(types))
+    if pre is None:
+        pre, how = pre_tokenizer_name(tokenizer)
+        log.info("GGUF: tokenizer.ggml.pre=%r (%s)", pre, how)
     w.add_tokenizer_model("gpt2")
     w.add_tokenizer_pre(pre)
     w.add_token_list(tokens)

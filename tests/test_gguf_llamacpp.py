@@ -80,6 +80,24 @@ def test_llamacpp_grammar_engine_agrees_with_llmners_constraint(fixture_export):
         == [True, True]
 
 
+def test_llamacpp_reads_the_bounded_grammar_as_the_regex_oracle(fixture_export):
+    """``gguf_max_items`` / ``gguf_max_chars``: llama.cpp's engine ends lists and values at the bounds,
+    as the GBNF-to-regex oracle of test_portable_grammar does; the export writes the bounded files."""
+    from tests.test_portable_grammar import gbnf_regex
+
+    llm = _load(fixture_export / "model.gguf")
+    strings = [json.dumps({"PER": [c * m for c in "ABCD"[:n]], "Victim_Age": list(range(n)), "LOC": []})
+               for n in range(0, 5) for m in (1, 5, 6)]
+    grammar = answer_gbnf([KEYS], INTS, max_items=3, max_chars=5)
+    expected = [bool(gbnf_regex(grammar).fullmatch(s)) for s in strings]
+    assert 0 < sum(expected) < len(strings)
+    assert grammar_verdicts(llm, grammar, strings) == expected
+    out = export(FIXTURE, fixture_export.parent / "bounded", format="gguf", gguf_dtype="f32", gguf_max_items=3,
+                 gguf_max_chars=5)
+    keys = llmner.load(FIXTURE).keys
+    assert (out / "answer.gbnf").read_text() == answer_gbnf([keys], max_items=3, max_chars=5)
+
+
 @pytest.fixture(scope="module")
 def memorized(tmp_path_factory):
     """A tiny generative checkpoint trained on 6 sentences until it answers them by heart, exported (f32)."""

@@ -63,7 +63,7 @@ def _class(body: str) -> str:
     return "[" + ("^" if neg else "") + "".join(parts) + "]"
 
 
-_TOKEN = re.compile(r'\s*("(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|[a-zA-Z0-9-]+|[()|*+?])')
+_TOKEN = re.compile(r'\s*("(?:\\.|[^"\\])*"|\[(?:\\.|[^\]\\])*\]|\{\d+(?:,\d*)?\}|[a-zA-Z0-9-]+|[()|*+?])')
 
 
 def gbnf_regex(grammar: str) -> re.Pattern:
@@ -86,7 +86,7 @@ def gbnf_regex(grammar: str) -> re.Pattern:
                 out.append(re.escape("".join(_unescape(tok[1:-1]))))
             elif tok.startswith("["):
                 out.append(_class(tok[1:-1]))
-            elif tok in "()|*+?":
+            elif tok in "()|*+?" or tok.startswith("{"):  # GBNF's {m,n} repetition is the regex one
                 out.append("(?:" if tok == "(" else tok)
             else:
                 out.append("(?:" + translate(tok, depth + 1) + ")")
@@ -231,6 +231,42 @@ def test_the_regex_oracle_reads_gbnf_as_gbnf():
     p = gbnf_regex('root ::= "a\\"" x* ("-" | [^a-c\\x00-\\x1f])?\nx ::= [0-9] | "\\\\"')
     assert p.fullmatch('a"12\\3-') and p.fullmatch('a"') and p.fullmatch('a"d')
     assert not p.fullmatch('a"b') and not p.fullmatch("a") and not p.fullmatch('a"\n')
+    q = gbnf_regex('root ::= "<" x{1,3} ("," x){0,1} ">"\nx ::= [0-9]')
+    assert q.fullmatch("<1>") and q.fullmatch("<123,4>") and not q.fullmatch("<1234>") and not q.fullmatch("<1,2,3>")
+
+
+@pytest.mark.parametrize(("items", "chars"), [(1, None), (3, None), (None, 4), (2, 6)])
+def test_bounded_grammar_and_schema_end_lists_and_values(cases, items, chars):
+    """With ``max_items`` / ``max_chars`` the GBNF and the schema accept exactly the unbounded
+    language's answers whose lists and values are within the bounds (counted on the parsed JSON:
+    an escape is one character), on the oracle sets and on hand-made answers at each bound."""
+    jsonschema = pytest.importorskip("jsonschema")
+    strict, loose, rejected = cases
+
+    def within(s: str) -> bool:
+        obj = json.loads(s)
+        return all((items is None or len(v) <= items)
+                   and (chars is None or all(len(x) <= chars for x in v if isinstance(x, str))) for v in obj.values())
+
+    edge = []
+    for n in {1, 2, 3, items or 1, (items or 1) + 1}:
+        for m in {1, chars or 3, (chars or 3) + 1}:
+            edge.append(json.dumps({"PER": [chr(65 + i) * m for i in range(n)], "Victim_Age": list(range(n)),
+                                    "LOC": ['a"' + "b" * (m - 2)] if m >= 2 else []}, ensure_ascii=False))
+    bounded = gbnf_regex(answer_gbnf([KEYS], INTS, max_items=items, max_chars=chars))
+    schema = jsonschema.Draft202012Validator(answer_schema([KEYS], INTS, max_items=items, max_chars=chars))
+    unbounded = gbnf_regex(answer_gbnf([KEYS], INTS))
+    kept = 0
+    for s in strict + loose + edge:
+        assert unbounded.fullmatch(s)
+        assert bool(bounded.fullmatch(s)) == within(s), s
+        unique = all(len(v) == len({json.dumps(x) for x in v}) for v in json.loads(s).values())
+        assert schema.is_valid(json.loads(s)) == (within(s) and unique), s
+        kept += within(s)
+    assert 0 < kept < len(strict + loose + edge)  # the bounds cut some answers and keep others
+    assert not any(bounded.fullmatch(s) for s in rejected)
+    with pytest.raises(ValueError, match="max_items"):
+        answer_gbnf([KEYS], INTS, max_items=0)
 
 
 def test_schema_accepts_the_no_repeat_language_with_any_layout(cases):

@@ -2,6 +2,8 @@
 
     python experiments/scripts/gguf_llamacpp_cpu.py llmner  --out exported/   # llmner's decoding; writes exported/
     python experiments/scripts/gguf_llamacpp_cpu.py llamacpp --out exported/  # llama.cpp, with and without the grammar
+    ... llamacpp --out exported/ --grammar bounded.gbnf --extra-only --max-new-tokens 512   # another grammar only
+    ... llamacpp --out exported/ --quant Q8_0 --skip-f16 --no-repack   # llama.cpp's Q8_0 copy, no AMX buffers
 
 The model is the base SmolLM2-135M-Instruct of the crime_json recipe (``--ckpt``: a fine-tuned
 checkpoint instead), asked the single question of ``model.prompt.style=single`` about the 22
@@ -74,7 +76,7 @@ def run_llmner(args, model, texts, gold) -> dict:
     model.eval()
     ((question, keys),) = model.prompt.questions(model.keys)
     raws, t = [], time.perf_counter()
-    with torch.no_grad():
+    with torch.no_grad(), model.decoding_weights():
         for i in range(0, len(texts), args.batch):
             chunk = texts[i : i + args.batch]
             convs = [model.prompt.opening(x, model.keys) + [{"role": "user", "content": question}] for x in chunk]
@@ -87,35 +89,64 @@ def run_llmner(args, model, texts, gold) -> dict:
             "torch_threads": torch.get_num_threads(), **scores(model, gold, raws), "answers": raws}
 
 
+def no_extra_buffers() -> None:
+    """llama-cpp-python's ``Llama`` with ``use_extra_bufts = False`` (llama.cpp's ``--no-repack``): no
+    AMX / repacked weight buffers. On this machine's CPU (AMX) quantized GGUFs segfault without it."""
+    import llama_cpp
+    import llama_cpp.llama
+
+    default = llama_cpp.llama_model_default_params
+
+    def params():
+        p = default()
+        p.use_extra_bufts = False
+        return p
+
+    llama_cpp.llama_model_default_params = llama_cpp.llama.llama_cpp.llama_model_default_params = params
+
+
 def run_llamacpp(args, model, texts, gold) -> list[dict]:
+    import llama_cpp
     from llama_cpp import Llama, LlamaGrammar
 
+    if args.no_repack:
+        no_extra_buffers()
     out = Path(args.out)
     ((question, _),) = model.prompt.questions(model.keys)
     rows = []
-    for gguf in [out / "model.gguf"] + ([out / f"model-{args.quant}.gguf"] if args.quant else []):
+    ggufs = ([] if args.skip_f16 else [out / "model.gguf"]) + ([out / f"model-{args.quant}.gguf"] if args.quant else [])
+    grammars = ({} if args.extra_only else {"answer.gbnf": out / "answer.gbnf"}) | {Path(g).name: Path(g) for g in args.grammar or []}
+    for gguf in ggufs:
         if gguf.name != "model.gguf" and not gguf.exists():
             import ctypes
-
-            import llama_cpp
 
             params = llama_cpp.llama_model_quantize_default_params()
             params.ftype = getattr(llama_cpp, f"LLAMA_FTYPE_MOSTLY_{args.quant}")
             rc = llama_cpp.llama_model_quantize(str(out / "model.gguf").encode(), str(gguf).encode(), ctypes.byref(params))
             assert rc == 0, f"quantization failed ({rc})"
         llm = Llama(model_path=str(gguf), n_ctx=2048, n_threads=args.threads, n_batch=512, verbose=False, seed=0)
-        for grammar in (LlamaGrammar.from_file(str(out / "answer.gbnf")), None):
+        runs = [(n, LlamaGrammar.from_file(str(g), verbose=False)) for n, g in grammars.items()]
+        for gname, grammar in runs + ([] if args.extra_only else [("", None)]):
             raws, tokens, t = [], 0, time.perf_counter()
+            perf = {"prompt_ms": 0.0, "prompt_tokens": 0, "eval_ms": 0.0, "eval_tokens": 0}
             for x in texts:
                 messages = model.prompt.opening(x, model.keys) + [{"role": "user", "content": question}]
+                llama_cpp.llama_perf_context_reset(llm._ctx.ctx)
                 r = llm.create_chat_completion(messages, grammar=grammar, temperature=0.0, repeat_penalty=1.0,
                                                max_tokens=args.max_new_tokens)
                 raws.append(r["choices"][0]["message"]["content"])
                 tokens += r["usage"]["completion_tokens"]
+                d = llama_cpp.llama_perf_context(llm._ctx.ctx)  # llama.cpp's own clocks: prompt and decoding apart
+                for k, v in (("prompt_ms", d.t_p_eval_ms), ("prompt_tokens", d.n_p_eval), ("eval_ms", d.t_eval_ms),
+                             ("eval_tokens", d.n_eval)):
+                    perf[k] += v
             seconds = time.perf_counter() - t
-            row = {"system": f"llama.cpp {gguf.name}, {'with' if grammar else 'without'} answer.gbnf, one report at a time",
+            row = {"system": f"llama.cpp {gguf.name}, {'with ' + gname if grammar else 'without a grammar'}, one report at a time",
+                   "no_repack": args.no_repack,
                    "seconds": seconds, "s_per_report": seconds / len(texts), "answer_tokens": tokens,
-                   "tokens_per_s": tokens / seconds, "threads": args.threads, **scores(model, gold, raws), "answers": raws}
+                   "tokens_per_s": tokens / seconds, "threads": args.threads, **perf,
+                   "decode_tokens_per_s": perf["eval_tokens"] / max(perf["eval_ms"], 1e-9) * 1000,
+                   "prompt_tokens_per_s": perf["prompt_tokens"] / max(perf["prompt_ms"], 1e-9) * 1000, **scores(model, gold, raws), "answers": raws}
             print(json.dumps({k: v for k, v in row.items() if k != "answers"}), flush=True)
             rows.append(row)
             (out / "llamacpp.partial.json").write_text(json.dumps(rows, indent=1) + "\n")  # a run cut short keeps these
@@ -132,6 +163,10 @@ def main() -> None:
     p.add_argument("--max-new-tokens", type=int, default=256)
     p.add_argument("--threads", type=int, default=1, help="llama.cpp threads")
     p.add_argument("--quant", default="Q8_0", help="also a quantized copy (llama.cpp's quantizer), '' for none")
+    p.add_argument("--skip-f16", action="store_true", help="run the quantized copy only")
+    p.add_argument("--no-repack", action="store_true", help="llama.cpp without extra (AMX, repacked) weight buffers")
+    p.add_argument("--grammar", action="append", help="another GBNF file to run besides answer.gbnf (repeatable)")
+    p.add_argument("--extra-only", action="store_true", help="only the --grammar files (no answer.gbnf, no free run)")
     args = p.parse_args()
     import torch
 
@@ -147,11 +182,13 @@ def main() -> None:
         (Path(args.out) / "llmner.json").write_text(json.dumps(row, indent=1) + "\n")
     else:
         rows = run_llamacpp(args, model, texts, gold)
-        ours = json.loads((Path(args.out) / "llmner.json").read_text())["answers"]
-        for r in rows:
+        name = "llamacpp" + (f"-{args.quant}" if args.skip_f16 else "") + ("-extra" if args.extra_only else "")
+        ours_file = Path(args.out) / "llmner.json"  # llmner's answers (the llmner phase, or decoding_weights_cpu.py)
+        ours = json.loads(ours_file.read_text())["answers"] if ours_file.exists() else None
+        for r in rows if ours else []:
             r["same_answer_as_llmner"] = sum(a == b for a, b in zip(r["answers"], ours)) / len(ours)
             print(r["system"], "same JSON string as llmner:", r["same_answer_as_llmner"])
-        (Path(args.out) / "llamacpp.json").write_text(json.dumps(rows, indent=1) + "\n")
+        (Path(args.out) / f"{name}.json").write_text(json.dumps(rows, indent=1) + "\n")
 
 
 if __name__ == "__main__":

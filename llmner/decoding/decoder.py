@@ -19,10 +19,22 @@ class JsonDecoder:
             often that output parses (``test/unconstrained_parse_rate``); doubles test time.
         no_repeat: the constraint forbids a value already in the same list, so a list ends
             instead of looping (``False``: as llmner 0.2 and earlier decoded).
+        merge_adapters: decode with each LoRA adapter merged into its base weight (one product a
+            layer instead of three; the weights are restored exactly afterwards,
+            ``llmner.backbone.inference``). ``False``: through the adapters, as llmner 0.3 decoded.
+        dtype: decode with the weights cast to this dtype (``bfloat16``: much faster on CPUs with
+            AMX/AVX512-BF16; changes the arithmetic, so answers may differ); ``None``: as trained.
     """
 
+    DTYPES = ("float32", "bfloat16", "float16")
+
     def __init__(self, tokenizer, tags: list[str], constrained: bool = True, max_new_tokens: int = 256,
-                 check_unconstrained: bool = True, no_repeat: bool = True) -> None:
+                 check_unconstrained: bool = True, no_repeat: bool = True, merge_adapters: bool = True,
+                 dtype: str | None = None) -> None:
+        if dtype is not None and dtype not in self.DTYPES:
+            raise ValueError(f"head.dtype must be null or one of {self.DTYPES}, got {dtype!r}")
+        self.merge_adapters = merge_adapters
+        self.dtype = dtype
         self.no_repeat = no_repeat
         self.tokenizer = tokenizer
         self.tags = list(tags)

@@ -32,13 +32,30 @@ import re
 # One string character as AnswerGrammar allows it: any but the quote, the backslash and the
 # control characters, or one of its escapes.
 _CHAR = r'char ::= [^"\\\x00-\x1f] | "\\" ["\\/nrtbf]'
-_RULES = [
-    'string ::= "\\"" char+ "\\""',
-    _CHAR,
-    'integer ::= "0" | [1-9] [0-9]*',
-    'strings ::= (string (", " string)*)?',
-    'integers ::= (integer (", " integer)*)?',
-]
+
+
+def _rules(max_items: int | None = None, max_chars: int | None = None) -> list[str]:
+    """The value rules; ``max_items`` bounds each list, ``max_chars`` each string (GBNF ``{m,n}``)."""
+    def values(item: str) -> str:
+        if max_items == 1:
+            return f"{item}?"
+        more = "*" if max_items is None else f"{{0,{max_items - 1}}}"
+        return f'({item} (", " {item}){more})?'
+
+    chars = "char+" if max_chars is None else f"char{{1,{max_chars}}}"
+    return [
+        f'string ::= "\\"" {chars} "\\""',
+        _CHAR,
+        'integer ::= "0" | [1-9] [0-9]*',
+        f"strings ::= {values('string')}",
+        f"integers ::= {values('integer')}",
+    ]
+
+
+def _check_bounds(max_items: int | None, max_chars: int | None) -> None:
+    for name, v in (("max_items", max_items), ("max_chars", max_chars)):
+        if v is not None and (not isinstance(v, int) or isinstance(v, bool) or v < 1):
+            raise ValueError(f"{name} must be a positive integer or None, got {v!r}")
 
 
 def gbnf_literal(text: str) -> str:
@@ -66,29 +83,43 @@ def _object_rule(name: str, keys: list[str], integer_keys: set[str] | frozenset[
     return f"{name} ::= " + " ".join(parts)
 
 
-def answer_gbnf(questions: list[list[str]], integer_keys: set[str] | frozenset[str] = frozenset()) -> str:
+def answer_gbnf(questions: list[list[str]], integer_keys: set[str] | frozenset[str] = frozenset(),
+                max_items: int | None = None, max_chars: int | None = None) -> str:
     """A GBNF grammar (root rule ``root``) of one answer to any of ``questions`` (each: its keys).
 
     With one question (``style=single``) that is the answer; with one per type (``per_type``) the
     root allows any question's answer (``answer_gbnf([keys])`` is one question's alone).
+    ``max_items`` / ``max_chars``: at most that many values a list / characters a string (an
+    escape is one character), a static stand-in for the no-repeat rule and the budget that ends a
+    looping list or string (``None``: unbounded, the language of llmner's constraint).
     """
+    _check_bounds(max_items, max_chars)
     names = [f"answer-{i}" for i in range(len(questions))]
     lines = [
         "# llmner answer grammar (llama.cpp GBNF): one JSON object in the json.dumps layout the model was trained on.",
         "# Not expressed: values must occur in the text, no value twice in a list, closing within the token budget.",
-        "root ::= " + " | ".join(names),
     ]
+    if max_items is not None or max_chars is not None:
+        lines.append(f"# Bounded: at most {max_items or 'any number of'} values a list, {max_chars or 'any number of'} "
+                     "characters a value.")
+    lines.append("root ::= " + " | ".join(names))
     lines += [_object_rule(n, q, integer_keys) for n, q in zip(names, questions)]
-    return "\n".join(lines + _RULES) + "\n"
+    return "\n".join(lines + _rules(max_items, max_chars)) + "\n"
 
 
-def answer_schema(questions: list[list[str]], integer_keys: set[str] | frozenset[str] = frozenset()) -> dict:
-    """A JSON Schema (draft 2020-12) of one answer to any of ``questions`` (each: its keys)."""
+def answer_schema(questions: list[list[str]], integer_keys: set[str] | frozenset[str] = frozenset(),
+                  max_items: int | None = None, max_chars: int | None = None) -> dict:
+    """A JSON Schema (draft 2020-12) of one answer to any of ``questions`` (each: its keys); the
+    bounds as ``answer_gbnf``'s (``maxItems``, ``maxLength``)."""
+    _check_bounds(max_items, max_chars)
 
     def one(keys: list[str]) -> dict:
         def values(k: str) -> dict:
             item = {"type": "integer", "minimum": 0} if k in integer_keys else {"type": "string", "minLength": 1}
-            return {"type": "array", "items": item, "uniqueItems": True}
+            if max_chars is not None and k not in integer_keys:
+                item["maxLength"] = max_chars
+            bound = {} if max_items is None else {"maxItems": max_items}
+            return {"type": "array", "items": item, "uniqueItems": True} | bound
 
         return {"type": "object", "properties": {k: values(k) for k in keys}, "required": list(keys),
                 "additionalProperties": False}
@@ -110,17 +141,21 @@ def grammar_stems(questions: list[list[str]]) -> list[str]:
     return [f"answers/{n}" for n in names]
 
 
-def grammar_files(questions: list[list[str]], integer_keys: set[str] | frozenset[str] = frozenset()) -> dict[str, str]:
+def grammar_files(questions: list[list[str]], integer_keys: set[str] | frozenset[str] = frozenset(),
+                  max_items: int | None = None, max_chars: int | None = None) -> dict[str, str]:
     """The files the GGUF export writes, by relative path: ``answer.gbnf``, ``answer.schema.json``
     (any question's answer) and, with more than one question, ``answers/<key>.gbnf`` and
-    ``answers/<key>.schema.json`` for each question's own answer (``grammar_stems``)."""
-    def schema(qs: list[list[str]]) -> str:
-        return json.dumps(answer_schema(qs, integer_keys), indent=2, ensure_ascii=False) + "\n"
+    ``answers/<key>.schema.json`` for each question's own answer (``grammar_stems``); the bounds as
+    ``answer_gbnf``'s."""
+    bounds = {"max_items": max_items, "max_chars": max_chars}
 
-    files = {"answer.gbnf": answer_gbnf(questions, integer_keys), "answer.schema.json": schema(questions)}
+    def schema(qs: list[list[str]]) -> str:
+        return json.dumps(answer_schema(qs, integer_keys, **bounds), indent=2, ensure_ascii=False) + "\n"
+
+    files = {"answer.gbnf": answer_gbnf(questions, integer_keys, **bounds), "answer.schema.json": schema(questions)}
     if len(questions) > 1:
         for stem, q in zip(grammar_stems(questions), questions):
-            files[f"{stem}.gbnf"] = answer_gbnf([q], integer_keys)
+            files[f"{stem}.gbnf"] = answer_gbnf([q], integer_keys, **bounds)
             files[f"{stem}.schema.json"] = schema([q])
     return files
 
@@ -178,6 +213,13 @@ def usage_readme(name: str, opening: list[dict], questions: list[tuple[str, list
         "closes the answer within the token budget. The grammar fixes the keys, their order, the layout and the value",
         "types; the schema fixes keys and types and says `uniqueItems` (validators check it; llama.cpp's and",
         "Ollama's grammar converters ignore it). Neither knows the report: a value the model invents is allowed,",
-        f"and an answer longer than the token limit ({max_new_tokens}) is cut.",
+        f"and an answer longer than the token limit ({max_new_tokens}) is cut. A model that loops on one value",
+        "keeps the grammar happy until that limit; `llmner.export ... gguf_max_items=N gguf_max_chars=M` writes",
+        "grammars that end every list after N values and every value after M characters.",
+        "",
+        "## Quantized copies",
+        "`llama-quantize model.gguf model-Q8_0.gguf Q8_0` (llama.cpp) or `ollama create -q q8_0 ...`. On CPUs with AMX,",
+        "llama.cpp builds whose AMX/repacked weight buffers fault (a segfault on the first token) run with",
+        "`--no-repack` (llama-cpp-python: `use_extra_bufts=False` in the model parameters).",
     ]
     return "\n".join(lines) + "\n"

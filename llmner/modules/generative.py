@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from llmner.backbone.inference import decoding_weights
 from llmner.backbone.util import evaluating
 from llmner.data.chat import ChatEncoder, ChatExample, ChatFormat, few_shot_examples
 from llmner.data.text import dedup, values_to_entities, values_to_tags
@@ -141,6 +142,14 @@ class GenerativeModule(LlmnerModule):
             return [self.head.text_of(row, self.eos_id) for row in out]
         return [self.tokenizer.decode(row, skip_special_tokens=True) for row in out]
 
+    def decoding_weights(self):
+        """The weights to decode with (a context): adapters merged (``head.merge_adapters``), cast
+        (``head.dtype``), restored exactly after; as they are under a strategy that shards them."""
+        sharded = self._trainer is not None and shards_weights(self.trainer.strategy)
+        dtype = getattr(torch, self.head.dtype) if getattr(self.head, "dtype", None) and not sharded else None
+        return decoding_weights(self.backbone.model, merge=getattr(self.head, "merge_adapters", False) and not sharded,
+                                dtype=dtype)
+
     @property
     def synced_generation(self) -> bool:
         """Whether every rank must run a decoding step until all are done (``generate(synced_gpus=True)``).
@@ -164,7 +173,7 @@ class GenerativeModule(LlmnerModule):
             ``{"answers": per text {key: [values]} (every key), "parsed": per text, per turn
             (is a JSON object, fits the schema)}``, and ``free_answers``/``free_parsed`` likewise.
         """
-        with evaluating(self):
+        with evaluating(self), self.decoding_weights():
             conversations = [self.prompt.opening(t, self.keys) for t in texts]
             runs = {"": constrained} | ({"free_": False} if also_free else {})
             out: dict[str, list] = {}
