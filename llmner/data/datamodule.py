@@ -55,6 +55,19 @@ class ItemDataset(Dataset):
         return self.items[i]
 
 
+class EpochIndices(SequentialSampler):
+    """All dataset indices in order, remembering the epoch Lightning gives it (``set_epoch``).
+
+    Lightning calls ``set_epoch`` on a batch sampler's ``sampler`` (not on the batch sampler) at the
+    start of every epoch, a resumed one included; ``DistributedSampler`` keeps it the same way.
+    """
+
+    epoch: int | None = None
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+
 class BucketBatchSampler(BatchSampler):
     """Random batches of similar-length windows: shuffle, sort within pools of ``pool`` batches, shuffle batches.
 
@@ -68,6 +81,11 @@ class BucketBatchSampler(BatchSampler):
     sampler is sequential), so each process keeps the same items across epochs and shuffles them
     itself; the global batch is still a random draw from the whole training set.
 
+    Resuming: the epoch's order is seeded by the epoch Lightning sets on ``sampler`` (``EpochIndices``
+    or ``DistributedSampler``), so a run resumed in epoch 3 draws epoch 3's order, not epoch 0's; a
+    sampler without one counts its own passes. ``resume(epoch, batches)`` skips the batches of that
+    epoch a checkpoint had already trained on (``ResumableLoader``).
+
     Args:
         lengths: the length of each item of the dataset.
         batch_size: items per batch.
@@ -78,13 +96,23 @@ class BucketBatchSampler(BatchSampler):
 
     def __init__(self, lengths: list[int], batch_size: int, pool: int = 50, seed: int = 0,
                  sampler: Sampler[int] | None = None) -> None:
-        super().__init__(sampler if sampler is not None else SequentialSampler(range(len(lengths))), batch_size, drop_last=False)
+        super().__init__(sampler if sampler is not None else EpochIndices(range(len(lengths))), batch_size, drop_last=False)
         self.lengths, self.pool, self.seed = lengths, pool, seed
-        self.epoch = 0
+        self.epoch = 0  # the epoch of the next pass where the sampler has none
+        self.current: int | None = None  # the epoch of the pass in progress
+        self.yielded = 0  # batches of that pass handed out
+        self._skip: tuple[int, int] | None = None  # (epoch, batches) to skip, from a checkpoint
+
+    def resume(self, epoch: int, batches: int) -> None:
+        """Skip the first ``batches`` batches of ``epoch``'s pass (a checkpoint taken inside that epoch)."""
+        self._skip = (epoch, batches)
 
     def __iter__(self):
-        g = torch.Generator().manual_seed(self.seed + self.epoch)
-        self.epoch += 1
+        epoch = getattr(self.sampler, "epoch", None)
+        if epoch is None:
+            epoch = self.epoch
+        self.epoch = epoch + 1
+        g = torch.Generator().manual_seed(self.seed + epoch)
         indices = list(self.sampler)
         order = [indices[j] for j in torch.randperm(len(indices), generator=g).tolist()]
         size = self.batch_size * self.pool
@@ -92,11 +120,34 @@ class BucketBatchSampler(BatchSampler):
         for i in range(0, len(order), size):
             chunk = sorted(order[i : i + size], key=lambda j: self.lengths[j])
             batches += [chunk[k : k + self.batch_size] for k in range(0, len(chunk), self.batch_size)]
-        for i in torch.randperm(len(batches), generator=g).tolist():
+        skip = self._skip[1] if self._skip is not None and self._skip[0] == epoch else 0
+        self._skip = None
+        self.current, self.yielded = epoch, skip
+        for i in torch.randperm(len(batches), generator=g).tolist()[skip:]:
+            self.yielded += 1
             yield batches[i]
 
     def __len__(self) -> int:
         return math.ceil(len(self.sampler) / self.batch_size)
+
+
+class ResumableLoader(DataLoader):
+    """A training DataLoader that Lightning saves in checkpoints and restores (its ``_Stateful`` protocol).
+
+    Its state is the pass in progress of its ``BucketBatchSampler``: the epoch and the batches handed
+    out. A run resumed from a checkpoint taken inside an epoch then trains on that epoch's remaining
+    batches, as the uninterrupted run would, instead of restarting the epoch's order (Lightning's
+    "dataloader is not resumable" warning). The count is exact with ``num_workers=0`` (the default);
+    workers fetch batches ahead, so with them the state also counts the batches they prefetched.
+    """
+
+    def state_dict(self) -> dict[str, int | None]:
+        sampler = self.batch_sampler
+        return {"epoch": sampler.current, "batches": sampler.yielded}
+
+    def load_state_dict(self, state: dict[str, int | None]) -> None:
+        if state.get("epoch") is not None:
+            self.batch_sampler.resume(state["epoch"], state["batches"])
 
 
 class CorpusDataModule(L.LightningDataModule):
@@ -226,7 +277,7 @@ class CorpusDataModule(L.LightningDataModule):
         common = dict(num_workers=self.num_workers, collate_fn=self.encoder.collate)
         if train and self.bucket:
             sampler = BucketBatchSampler([self.encoder.length(x) for x in items], self.batch_size, seed=self.seed)
-            return DataLoader(ItemDataset(items), batch_sampler=sampler, **common)
+            return ResumableLoader(ItemDataset(items), batch_sampler=sampler, **common)
         if train:
             return DataLoader(ItemDataset(items), batch_size=self.batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(self.seed), **common)
