@@ -93,3 +93,14 @@ def test_a_run_resumed_inside_an_epoch_ends_with_the_uninterrupted_runs_weights(
     assert again.keys() == weights.keys() and any("lora" in n for n in weights)
     for name in weights:
         torch.testing.assert_close(again[name], weights[name], atol=1e-6, rtol=1e-5, msg=name)
+
+
+def test_a_checkpoint_resumes_with_bucketing_switched_either_way(tiny_conll, tmp_path):
+    base = TINY + [f"data.path={tiny_conll}", "data.batch_size=16", "test=false"]
+    train(compose_config(base + ["trainer.max_steps=3"], tmp_path / "bucketed"))
+    ckpt = tmp_path / "bucketed" / "checkpoints" / "last.ckpt"
+    _, objects = train(compose_config(base + ["trainer.max_steps=6", "data.bucket=false", f"ckpt_path={ckpt}"], tmp_path / "plain"))
+    assert objects["trainer"].global_step == 6  # Lightning refused it when only bucketed loaders had a state
+    back = tmp_path / "plain" / "checkpoints" / "last.ckpt"
+    _, objects = train(compose_config(base + ["trainer.max_steps=9", f"ckpt_path={back}"], tmp_path / "again"))
+    assert objects["trainer"].global_step == 9

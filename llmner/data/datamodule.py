@@ -139,14 +139,19 @@ class ResumableLoader(DataLoader):
     batches, as the uninterrupted run would, instead of restarting the epoch's order (Lightning's
     "dataloader is not resumable" warning). The count is exact with ``num_workers=0`` (the default);
     workers fetch batches ahead, so with them the state also counts the batches they prefetched.
+
+    Unbucketed loaders (``data.bucket=false``) are of this class too, with no state, so that a checkpoint
+    resumes under either setting (Lightning refuses a checkpoint whose count of stateful loaders differs).
     """
 
     def state_dict(self) -> dict[str, int | None]:
         sampler = self.batch_sampler
+        if not isinstance(sampler, BucketBatchSampler):
+            return {"epoch": None, "batches": 0}
         return {"epoch": sampler.current, "batches": sampler.yielded}
 
     def load_state_dict(self, state: dict[str, int | None]) -> None:
-        if state.get("epoch") is not None:
+        if state.get("epoch") is not None and isinstance(self.batch_sampler, BucketBatchSampler):
             self.batch_sampler.resume(state["epoch"], state["batches"])
 
 
@@ -279,7 +284,7 @@ class CorpusDataModule(L.LightningDataModule):
             sampler = BucketBatchSampler([self.encoder.length(x) for x in items], self.batch_size, seed=self.seed)
             return ResumableLoader(ItemDataset(items), batch_sampler=sampler, **common)
         if train:
-            return DataLoader(ItemDataset(items), batch_size=self.batch_size, shuffle=True,
+            return ResumableLoader(ItemDataset(items), batch_size=self.batch_size, shuffle=True,
                               generator=torch.Generator().manual_seed(self.seed), **common)
         # Longest first: padding stays small and an out-of-memory shows on the first batch.
         items = sorted(items, key=lambda x: -self.encoder.length(x))
