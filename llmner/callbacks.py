@@ -131,6 +131,9 @@ class RunOutputs(L.Callback):
                                  key=lambda c: (c == "corpus_mean", c))  # the mean of the corpora last
                 if corpora:  # data=mix: each corpus's F1
                     lines.append(f"{split} per corpus: " + "  ".join(f"{c} {m[f'{split}/{c}/f1']:.4f}" for c in corpora))
+                if f"{split}/field_f1" in m:  # span-annotated reports: the predictions read as values
+                    lines.append(f"{split}/field_f1 {m[f'{split}/field_f1']:.4f} (precision "
+                                 f"{m[f'{split}/field_precision']:.4f}, recall {m[f'{split}/field_recall']:.4f})")
         if "train/steps" in self.metrics:
             lines.append(f"trained {int(self.metrics['train/steps'])} steps in {self.metrics['train/seconds']:.0f} s")
         lines.append(f"outputs: {self.output_dir} (metrics.json, test_predictions.conll, checkpoints/)")

@@ -193,3 +193,78 @@ def test_crime_conversations_config_builds_the_datamodule(tmp_path):
     cfg = compose_config(["data=crime_conversations", f"data.path={FIXTURE}",
                           "data.corpus.split={train: 0.8, validation: 0.1, test: 0.1}"], tmp_path)
     assert {k: len(v) for k, v in instantiate(cfg.data).sentences.items()} == {"train": 18, "validation": 2, "test": 2}
+
+
+def test_every_mention_labels_each_free_mention():
+    text = "Officer Kim saw Kim Lee. kim lee ran. Kim Leeds hid; Kim Lee."
+    answers = {"Witness_Name": ["Kim Lee"], "Officer_Name": ["Kim"]}
+    every, missing = locate_values(text, answers, every=True)
+    assert not missing
+    # by hand: the free mentions at word edges, longest values first ("Kim Lee" inside "Kim Leeds" is not at an edge,
+    # so that "Kim" is free for Officer_Name; the "Kim" inside each "Kim Lee" is taken)
+    assert [(s.label, text[s.start:s.end], s.start) for s in every] == [
+        ("Officer_Name", "Kim", 8), ("Witness_Name", "Kim Lee", 16), ("Witness_Name", "kim lee", 25),
+        ("Officer_Name", "Kim", 38), ("Witness_Name", "Kim Lee", 53)]
+    assert located(text, answers) == [("Officer_Name", "Kim", 8), ("Witness_Name", "Kim Lee", 16)]  # the default
+    twice, _ = locate_values(text, {"Witness_Name": ["Kim Lee", "Kim Lee"], "Officer_Name": ["Kim"]}, every=True)
+    assert twice == every  # a value listed twice: the same mentions
+
+
+def test_every_mention_import_adds_only_further_mentions_of_listed_values():
+    first, every = import_conversations(FIXTURE), import_conversations(FIXTURE, mentions="every")
+    assert every.num_unlocated == 0 and [r.text for r in every.reports] == [r.text for r in first.reports]
+    added = 0
+    for a, b, answers in zip(first.reports, every.reports, every.answers):
+        assert set(a.spans) <= set(b.spans)
+        assert all(x.end <= y.start or y.end <= x.start for x, y in zip(b.spans, b.spans[1:]))  # sorted: no overlap
+        listed = {(label, " ".join(str(v).split()).lower()) for label, values in answers.items() for v in values}
+        for span in set(b.spans) - set(a.spans):
+            assert (span.label, " ".join(b.text[span.start:span.end].split()).lower()) in listed
+            added += 1
+    assert added > 0  # the hand-written reports do name some values twice
+    with pytest.raises(DataError, match="mentions"):
+        import_conversations(FIXTURE, mentions="all")
+    with pytest.raises(DataError, match="mentions"):
+        ConversationCorpus(str(FIXTURE), mentions="all")
+
+
+def test_tag_value_scores_count_a_value_once_whichever_mentions_are_tagged(tmp_path):
+    from llmner.data.text import spans_to_tags
+    from llmner.metrics import entity_scores
+    from llmner.modules.tagger import tag_value_scores
+
+    conversation = answers_to_conversation("Witness Kim Lee saw it. Later Kim Lee left.", {"Witness_Name": ["Kim Lee"]})
+    sentence = import_conversations(write_jsonl(tmp_path / "one.jsonl", [conversation])).sentences[0]
+    offsets, keys = sentence.meta["offsets"], ["Victim_Name", "Witness_Name"]
+    both = spans_to_tags(offsets, [Span(8, 15, "Witness_Name"), Span(30, 37, "Witness_Name")])
+    assert sentence.tags != both  # the gold (first mention) tags one of the two
+    assert entity_scores([sentence.tags], [both], "test")["test/precision"] == 0.5
+    scores = tag_value_scores([sentence], {0: both}, keys, "test")
+    assert (scores["test/field_precision"], scores["test/field_recall"], scores["test/field_f1"]) == (1.0, 1.0, 1.0)
+    mistyped = spans_to_tags(offsets, [Span(8, 15, "Witness_Name"), Span(30, 37, "Victim_Name")])
+    scores = tag_value_scores([sentence], {0: mistyped}, keys, "test")
+    assert (scores["test/field_precision"], scores["test/field_recall"]) == (0.5, 1.0)
+    assert scores["test/field_f1_Victim_Name"] == 0.0 and scores["test/field_f1_Witness_Name"] == 1.0
+    assert tag_value_scores([sentence], {0: ["O"] * len(offsets)}, keys, "test")["test/field_recall"] == 0.0
+    # CoNLL sentences carry no text: no value scores
+    assert tag_value_scores([type(sentence)(tokens=["a"], tags=["O"])], {0: ["O"]}, keys, "test") == {}
+
+
+def test_a_tagger_reports_value_scores_on_conversation_reports(tmp_path):
+    """The run's ``test/field_f1`` is that of its own ``test_predictions.conll`` read back as values."""
+    from llmner.evaluation.predictions import read_predictions
+    from llmner.modules.tagger import tag_value_scores
+    from llmner.train import train
+    from tests.conftest import TINY, compose_config
+
+    overrides = [o for o in TINY if not o.startswith("data=")] + [
+        "data=crime_conversations", f"data.path={FIXTURE}", "data.corpus.split={train: 0.6, validation: 0.2, test: 0.2}",
+        "data.corpus.mentions=every", "trainer.max_steps=3", "trainer.val_check_interval=3", "data.batch_size=2"]
+    metrics, objects = train(compose_config(overrides, tmp_path))
+    assert {"val/field_f1", "test/field_f1", "test/field_precision", "test/field_f1_Victim_Name"} <= set(metrics)
+    sentences = objects["datamodule"].sentences["test"]
+    predicted = read_predictions(tmp_path)
+    assert predicted.tokens == [s.tokens for s in sentences]
+    again = tag_value_scores(sentences, dict(enumerate(predicted.pred)), objects["model"].keys, "test")
+    assert metrics["test/field_f1"] == pytest.approx(again["test/field_f1"])
+    assert metrics["test/field_recall"] == pytest.approx(again["test/field_recall"])

@@ -10,7 +10,8 @@ and gold entities, from which any bootstrap over seeds can be recomputed), ``<sy
 ``machine.txt`` (the CPU model and its widest vector unit: wall-clock budgets compare only on one kind
 of machine, so run ``collect`` on the machine that ran the pair).
 
-``summary``: one row per budget over every kept pair: mean test F1 of each system, the difference,
+``summary``: one row per budget and kind of machine over every kept pair (and, where a budget ran on
+several kinds, one row over all of them): mean test F1 of each system, the difference,
 the paired t-test over seeds and the paired bootstrap over test sentences (seeds pooled), with the
 same functions as ``python -m llmner.report``. Printed as a markdown table.
 
@@ -90,7 +91,8 @@ def summary() -> None:
     for pair in sorted(FIGURES.glob("pair*_seed*")):
         minutes, seed = (int(x) for x in re.fullmatch(r"pair(\d+)_seed(\d+)", pair.name).groups())
         where = pair / "machine.txt"
-        row = {"minutes": minutes, "seed": seed, "machine": where.read_text().strip() if where.is_file() else "unknown"}
+        machine = re.sub(r"\s*\(.*?\)", "", where.read_text().strip()) if where.is_file() else "unknown"  # a note by hand aside
+        row = {"minutes": minutes, "seed": seed, "machine": machine}
         for s in SYSTEMS:
             row[s] = json.loads((pair / f"{s}_metrics.json").read_text())["test/f1"]
             counts = pair / f"{s}_sentence_counts.csv"
@@ -99,17 +101,26 @@ def summary() -> None:
     df = pd.DataFrame(rows)
     print("| budget | machine | seeds | SmolLM2 test F1 | MiniLM-L6 test F1 | SmolLM2 − MiniLM | t-test p | bootstrap 95% CI (seeds) |")
     print("|---|---|---|---|---|---|---|---|")
-    for (minutes, where), g in df.groupby(["minutes", "machine"]):
-        a, b = g["smollm2"].tolist(), g["minilm"].tolist()
-        kept = g.dropna(subset=["smollm2_counts", "minilm_counts"])
-        if len(kept):
-            boot = paired_bootstrap(list(kept["smollm2_counts"]), list(kept["minilm_counts"]), 1000, 0)
-            ci = f"[{boot['ci_low']:+.3f}, {boot['ci_high']:+.3f}] ({len(kept)})"
-        else:
-            ci = "no predictions kept"
-        sd = (lambda x: f" ± {np.std(x, ddof=1):.3f}" if len(x) > 1 else "")
-        print(f"| {minutes} min | {where} | {', '.join(map(str, g['seed']))} | {np.mean(a):.3f}{sd(a)} | {np.mean(b):.3f}{sd(b)} "
-              f"| {np.mean(a) - np.mean(b):+.3f} | {paired_ttest(a, b):.3f} | {ci} |")
+    for minutes, by_budget in df.groupby("minutes"):
+        for where, g in by_budget.groupby("machine"):
+            print(_row(minutes, where, g))
+        kinds = by_budget["machine"].nunique()
+        if kinds > 1:  # each pair is paired on its own machine; pooled, the seeds mix the kinds
+            print(_row(minutes, f"all {kinds} kinds", by_budget.sort_values("seed")))
+
+
+def _row(minutes: int, where: str, g: pd.DataFrame) -> str:
+    """One summary line: mean test F1 of each system over the pairs ``g``, the t-test and the bootstrap."""
+    a, b = g["smollm2"].tolist(), g["minilm"].tolist()
+    kept = g.dropna(subset=["smollm2_counts", "minilm_counts"])
+    if len(kept):
+        boot = paired_bootstrap(list(kept["smollm2_counts"]), list(kept["minilm_counts"]), 1000, 0)
+        ci = f"[{boot['ci_low']:+.3f}, {boot['ci_high']:+.3f}] ({len(kept)})"
+    else:
+        ci = "no predictions kept"
+    sd = (lambda x: f" ± {np.std(x, ddof=1):.3f}" if len(x) > 1 else "")
+    return (f"| {minutes} min | {where} | {', '.join(map(str, g['seed']))} | {np.mean(a):.3f}{sd(a)} | {np.mean(b):.3f}{sd(b)} "
+            f"| {np.mean(a) - np.mean(b):+.3f} | {paired_ttest(a, b):.3f} | {ci} |")
 
 
 def main() -> None:

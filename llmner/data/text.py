@@ -136,7 +136,8 @@ def _place(text: str, label: str, needle: str, spans: list[Span]) -> Span | None
     return next((span for span in seen if span not in spans), None)
 
 
-def locate_values(text: str, answers: dict[str, list], order: list[str] | None = None) -> tuple[list[Span], list[tuple[str, object]]]:
+def locate_values(text: str, answers: dict[str, list], order: list[str] | None = None,
+                  every: bool = False) -> tuple[list[Span], list[tuple[str, object]]]:
     """Character spans of answer values in ``text``: one rule for gold answers and predictions.
 
     1. Values are placed longest first (ties: the type's place in ``order``, default the order of
@@ -149,6 +150,9 @@ def locate_values(text: str, answers: dict[str, list], order: list[str] | None =
        the longer span); as a last resort it may match inside a word.
     5. Integers are searched as their digits. A value found nowhere (or not a string or integer)
        is returned in the second list, never silently dropped.
+    6. ``every=True`` (the "every mention" convention) then also labels each further occurrence of
+       a placed value that is at word edges and overlaps no placed span, values again longest
+       first: a victim named twice is tagged twice. The default labels a value listed once once.
 
     Returns:
         ``(spans sorted by start, [(label, value) not found])``.
@@ -168,6 +172,15 @@ def locate_values(text: str, answers: dict[str, list], order: list[str] | None =
                 missing.append((label, value))
         elif span not in spans:
             spans.append(span)
+    if every:
+        placed = {(label, needle) for *_, label, _, needle in items if needle}
+        for *_, label, _, needle in sorted(items, key=lambda t: t[:3]):
+            if (label, needle) not in placed:
+                continue  # a value listed twice: its occurrences are added once
+            placed.discard((label, needle))
+            for start, end, at_edges in _candidates(text, needle):
+                if at_edges and not any(start < s.end and s.start < end for s in spans):
+                    spans.append(Span(start, end, label))
     return sorted(spans, key=lambda s: (s.start, s.end)), missing
 
 

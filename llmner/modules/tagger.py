@@ -11,11 +11,14 @@ from torch import nn
 
 from llmner.backbone.util import evaluating
 from llmner.data.alignment import WindowEncoder
-from llmner.data.text import group_entities
+from llmner.data.chat import sentence_to_example
+from llmner.data.schema import Sentence
+from llmner.data.text import group_entities, spans_to_answers
 from llmner.errors import ConfigError
 from llmner.heads import CRFHead, LinearHead
 from llmner.heads.spans import predict_entities
 from llmner.losses import CompoundLoss
+from llmner.metrics import field_scores
 from llmner.modules.base import LlmnerModule, Record, shards_weights
 
 log = logging.getLogger(__name__)
@@ -44,6 +47,28 @@ def pool_words(hidden: torch.Tensor, first: torch.Tensor, last: torch.Tensor, ho
     inside = (t >= first.unsqueeze(-1)) & (t <= last.unsqueeze(-1))  # (B, W, T)
     weights = inside.to(hidden.dtype) / inside.sum(-1, keepdim=True).clamp(min=1)
     return weights @ hidden  # (B, W, H)
+
+
+def tag_value_scores(sentences: list[Sentence], pred: dict[int, list[str]], keys: list[str],
+                     split: str) -> dict[str, float]:
+    """``field_f1`` (and per type) of predicted tags read as values, on span-annotated sentences.
+
+    Where every predicted sentence holds its text and gold spans (``meta["spans"]``: crime reports,
+    generated or imported), its tagged words become ``{type: [values]}`` (``spans_to_answers``) and
+    are scored against the gold spans' values the way the generative head is scored
+    (``sentence_to_example``, ``field_scores``): both heads compare on one figure, and a value
+    counts once however many of its mentions the gold spans or the predictions label.
+    Empty for other data (CoNLL files carry no text to read values from).
+
+    Args:
+        sentences: the split's sentences; ``pred`` maps an index into them to its predicted tags.
+    """
+    order = sorted(i for i in pred if i < len(sentences))
+    if not order or not all("spans" in (sentences[i].meta or {}) for i in order):
+        return {}
+    gold = [sentence_to_example(sentences[i], i).answers for i in order]
+    answers = [spans_to_answers(sentences[i].meta["text"], sentences[i].meta["offsets"], pred[i], keys) for i in order]
+    return field_scores(gold, answers, split, keys)
 
 
 class TaggerModule(LlmnerModule):
@@ -161,7 +186,13 @@ class TaggerModule(LlmnerModule):
         for s, _, (p, g) in records:  # sorted by (sentence, first word): windows in word order
             pred.setdefault(s, []).extend(self.tags[t] for t in p)
             gold.setdefault(s, []).extend(self.tags[t] for t in g)
-        return pred, gold, {}
+        return pred, gold, self.value_scores(split, pred)
+
+    def value_scores(self, split: str, pred: dict[int, list[str]]) -> dict[str, float]:
+        """``tag_value_scores`` of the split's sentences held by the trainer's datamodule (empty without one)."""
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer is not None else None
+        sentences = getattr(datamodule, "sentences", {}).get({"val": "validation"}.get(split, split)) if datamodule else None
+        return tag_value_scores(sentences or [], pred, self.keys, split)
 
     # --- prediction on raw text ------------------------------------------------------------
     @property

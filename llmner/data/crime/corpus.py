@@ -15,7 +15,7 @@ from pathlib import Path
 
 from llmner.data.conll import read_conll
 from llmner.data.crime.generator import Report
-from llmner.data.crime.importer import import_conversations
+from llmner.data.crime.importer import MENTIONS, import_conversations
 from llmner.data.crime.styles import VARIETIES, generate
 from llmner.data.crime.views import report_to_sentence
 from llmner.data.schema import DataError, Sentence
@@ -115,20 +115,26 @@ class ConversationCorpus:
         split: a split name that receives every report (default "test": score a trained model on
             your own file), or fractions such as ``{"train": 0.8, "validation": 0.1, "test": 0.1}``.
         seed: the seed of the fractional split.
+        mentions: the gold span convention: ``"first"`` (a value listed once labels its first free
+            mention) or ``"every"`` (every mention of it); see ``importer.py``.
     """
 
     splitter = "punct"
 
-    def __init__(self, path: str, split: str | Mapping[str, float] = "test", seed: int = 0) -> None:
+    def __init__(self, path: str, split: str | Mapping[str, float] = "test", seed: int = 0,
+                 mentions: str = "first") -> None:
         self.path = path
+        self.mentions = mentions
         self.split = split if isinstance(split, str) else {str(k): float(v) for k, v in split.items()}
         self.seed = seed
+        if mentions not in MENTIONS:
+            raise DataError(f"{path}: data.corpus.mentions must be one of {MENTIONS}, got {mentions!r}")
         if isinstance(self.split, str) and self.split not in SPLITS:
             raise DataError(f"{path}: split {self.split!r} is not one of {SPLITS}")
 
     def load(self) -> dict[str, list[Sentence]]:
         """Split name -> sentences (unlocated answer values are warned about by the importer)."""
-        sentences = import_conversations(self.path).sentences
+        sentences = import_conversations(self.path, self.mentions).sentences
         if isinstance(self.split, str):
             return {self.split: sentences}
         return split_by_fractions(sentences, self.split, self.seed)

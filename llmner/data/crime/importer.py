@@ -8,6 +8,10 @@ occurrence, nested if every occurrence is covered; ties in ``ENTITY_TYPES`` orde
 also places the generative head's predicted values. A value found nowhere (or that is not a string
 or an integer) is recorded as ``Unlocated`` and counted, never silently dropped.
 
+``mentions="every"`` labels every further free mention of a located value too (the "every mention"
+convention, ``locate_values(every=True)``); the default ``"first"`` labels a value listed once once.
+Scored as values (``field_f1``, which tag heads report too), the two conventions are the same.
+
 "Not provided" is an ordinary string: it is an entity only if the answer lists it.
 Types outside ``ENTITY_TYPES`` are ignored and counted in ``ImportResult.ignored_types``.
 """
@@ -123,12 +127,21 @@ def _parse_answer(body: str, question: str | None, source: str) -> dict[str, lis
     return out
 
 
-def import_conversations(path: str | Path) -> ImportResult:
+MENTIONS = ("first", "every")
+
+
+def import_conversations(path: str | Path, mentions: str = "first") -> ImportResult:
     """Read a conversation JSONL file into reports, their views and the unlocated values.
+
+    Args:
+        mentions: ``"first"`` (a value listed k times labels its first k free mentions) or
+            ``"every"`` (every free mention of a located value).
 
     Raises:
         DataError: ``file:line: ...`` for a line that is not ``{"conversation": "..."}``.
     """
+    if mentions not in MENTIONS:
+        raise DataError(f"mentions={mentions!r} is not one of {MENTIONS}")
     if not Path(path).is_file():
         raise DataError(f"{path}: {'is a directory' if Path(path).is_dir() else 'no such file'} (expected a JSONL file "
                         'of {"conversation": "..."} lines)')
@@ -149,7 +162,7 @@ def import_conversations(path: str | Path) -> ImportResult:
                 if label not in _ORDER:
                     result.ignored_types[label] += 1
             answers = {label: list(given.get(label, [])) for label in ENTITY_TYPES}
-            spans, missing = locate_values(text, answers, list(ENTITY_TYPES))
+            spans, missing = locate_values(text, answers, list(ENTITY_TYPES), every=mentions == "every")
             index = len(result.reports)
             report = Report(text=text, spans=spans)
             sentence = report_to_sentence(report, source=source)
