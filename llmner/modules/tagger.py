@@ -12,8 +12,8 @@ from torch import nn
 from llmner.backbone.util import evaluating
 from llmner.data.alignment import WindowEncoder
 from llmner.data.chat import sentence_to_example
-from llmner.data.schema import Sentence
-from llmner.data.text import group_entities, spans_to_answers
+from llmner.data.schema import Sentence, tags_to_spans
+from llmner.data.text import group_entities
 from llmner.errors import ConfigError
 from llmner.heads import CRFHead, LinearHead
 from llmner.heads.spans import predict_entities
@@ -54,10 +54,13 @@ def tag_value_scores(sentences: list[Sentence], pred: dict[int, list[str]], keys
     """``field_f1`` (and per type) of predicted tags read as values, on span-annotated sentences.
 
     Where every predicted sentence holds its text and gold spans (``meta["spans"]``: crime reports,
-    generated or imported), its tagged words become ``{type: [values]}`` (``spans_to_answers``) and
-    are scored against the gold spans' values the way the generative head is scored
-    (``sentence_to_example``, ``field_scores``): both heads compare on one figure, and a value
-    counts once however many of its mentions the gold spans or the predictions label.
+    generated or imported), each run of tagged words becomes the text from its first word's start to
+    its last word's end, and these ``{type: [values]}`` are scored against the gold spans' values the
+    way the generative head is scored (``sentence_to_example``, ``field_scores``): both heads compare
+    on one figure, and a value counts once however many of its mentions the gold spans or the
+    predictions label. The gold spans fall on word edges (``report_to_sentence`` splits words there),
+    so the gold tags read back give every gold value that was not lost to an overlap. Values are not
+    trimmed of punctuation (``spans_to_answers`` would cut the full stop a Crime_Summary value keeps).
     Empty for other data (CoNLL files carry no text to read values from).
 
     Args:
@@ -67,7 +70,13 @@ def tag_value_scores(sentences: list[Sentence], pred: dict[int, list[str]], keys
     if not order or not all("spans" in (sentences[i].meta or {}) for i in order):
         return {}
     gold = [sentence_to_example(sentences[i], i).answers for i in order]
-    answers = [spans_to_answers(sentences[i].meta["text"], sentences[i].meta["offsets"], pred[i], keys) for i in order]
+    answers = []
+    for i in order:
+        text, offsets = sentences[i].meta["text"], sentences[i].meta["offsets"]
+        values: dict[str, list[str]] = {}
+        for start, end, label in tags_to_spans([""] * len(pred[i]), pred[i]):
+            values.setdefault(label, []).append(text[offsets[start][0]:offsets[end - 1][1]])
+        answers.append(values)
     return field_scores(gold, answers, split, keys)
 
 
