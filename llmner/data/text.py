@@ -173,11 +173,8 @@ def locate_values(text: str, answers: dict[str, list], order: list[str] | None =
         elif span not in spans:
             spans.append(span)
     if every:
-        placed = {(label, needle) for *_, label, _, needle in items if needle}
-        for *_, label, _, needle in sorted(items, key=lambda t: t[:3]):
-            if (label, needle) not in placed:
-                continue  # a value listed twice: its occurrences are added once
-            placed.discard((label, needle))
+        ranked = dict.fromkeys((label, needle) for *_, label, _, needle in sorted(items, key=lambda t: t[:3]) if needle)
+        for label, needle in ranked:  # longest first, a value listed twice once
             for start, end, at_edges in _candidates(text, needle):
                 if at_edges and not any(start < s.end and s.start < end for s in spans):
                     spans.append(Span(start, end, label))

@@ -12,7 +12,8 @@ from torch import nn
 from llmner.backbone.util import evaluating
 from llmner.data.alignment import WindowEncoder
 from llmner.data.chat import sentence_to_example
-from llmner.data.schema import Sentence, tags_to_spans
+from llmner.data.schema import Sentence
+from llmner.data.spans import word_tags_to_spans
 from llmner.data.text import group_entities
 from llmner.errors import ConfigError
 from llmner.heads import CRFHead, LinearHead
@@ -74,8 +75,8 @@ def tag_value_scores(sentences: list[Sentence], pred: dict[int, list[str]], keys
     for i in order:
         text, offsets = sentences[i].meta["text"], sentences[i].meta["offsets"]
         values: dict[str, list[str]] = {}
-        for start, end, label in tags_to_spans([""] * len(pred[i]), pred[i]):
-            values.setdefault(label, []).append(text[offsets[start][0]:offsets[end - 1][1]])
+        for span in word_tags_to_spans(offsets, pred[i]):
+            values.setdefault(span.label, []).append(text[span.start:span.end])
         answers.append(values)
     return field_scores(gold, answers, split, keys)
 
