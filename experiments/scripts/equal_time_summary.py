@@ -8,7 +8,9 @@ what the record needs and the run folders (not committed) lose with the machine:
 and gold entities, from which any bootstrap over seeds can be recomputed), ``<system>_resources.json``
 (CPU seconds, wall clock, peak RSS), ``val_curves.csv`` (TensorBoard's val/f1 against time) and
 ``machine.txt`` (the CPU model and its widest vector unit: wall-clock budgets compare only on one kind
-of machine, so run ``collect`` on the machine that ran the pair).
+of machine, so run ``collect`` on the machine that ran the pair). A convergence pair of
+``run_convergence_conll_cpu.sh`` (``RUNS_DIR/converge-seed<N>/``) goes to ``converge_seed<N>/``, which
+``summary`` leaves out (it has no budget).
 
 ``summary``: one row per budget and kind of machine over every kept pair (and, where a budget ran on
 several kinds, one row over all of them): mean test F1 of each system, the difference,
@@ -68,11 +70,15 @@ def machine() -> str:
 def collect(runs_dir: Path) -> None:
     for pair in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
         m = re.fullmatch(r"(\d{2})(\d{2})(\d{2})(\d{2})-seed(\d+)", pair.name)  # DDHHMMSS-seedN
-        if not m or not all((pair / s / "metrics.json").is_file() for s in SYSTEMS):
+        c = re.fullmatch(r"converge-seed(\d+)", pair.name)  # run_convergence_conll_cpu.sh
+        if not (m or c) or not all((pair / s / "metrics.json").is_file() for s in SYSTEMS):
             print(f"skipped {pair} (not a finished pair)")
             continue
-        d, h, mi, _, seed = (int(x) for x in m.groups())
-        out = FIGURES / f"pair{(d * 24 + h) * 60 + mi}_seed{seed}"
+        if c:
+            out = FIGURES / f"converge_seed{c.group(1)}"
+        else:
+            d, h, mi, _, seed = (int(x) for x in m.groups())
+            out = FIGURES / f"pair{(d * 24 + h) * 60 + mi}_seed{seed}"
         out.mkdir(parents=True, exist_ok=True)
         for s in SYSTEMS:
             shutil.copyfile(pair / s / "metrics.json", out / f"{s}_metrics.json")
