@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # The crime recipe's remedies (experiments/crime_transfer_cpu.md): one system, one seed, with OMP_NUM_THREADS=1.
 # Usage: [STEPS=N] bash experiments/scripts/run_crime_transfer_cpu.sh SYSTEM SEED [OUT_ROOT]
-#   SYSTEM: old_default | varied | right | varied_right | varied_transfer | transfer
-#   (the *transfer ones need STAGE1=<stage 1 checkpoint>, see conf/experiment/crime_from_conll_cpu.yaml)
+#   SYSTEM: old_default | varied | right | varied_right | varied_transfer | transfer | varied_right16 | varied_transfer16
+#   (the *transfer ones need STAGE1=<stage 1 checkpoint>, see conf/experiment/crime_from_conll_cpu.yaml;
+#   the *16 ones keep 16 layers and adapt the top 8, the backbone settings of experiment=conll_crf_cpu, so that
+#   varied_transfer16 starts from a conll_crf_cpu checkpoint, e.g. one of experiments/scripts/run_equal_time_conll_cpu.sh)
 # Every system trains 80 steps (or STEPS) of batch 4 on 800 generated reports (its generator: classic or varied) and is
 # validated on the same 200 generated reports: the classic and the varied generators' validation splits
 # together (the selection set), and tested on the classic generator's 100 test reports (make train's test set);
@@ -36,16 +38,19 @@ OLD=(backbone.lora_layers=-1 backbone.cache=false backbone.attention=null
      backbone.unmask_layers=all model.lr_backbone=5e-4)
 RIGHT=(backbone.lora_layers=4 backbone.cache=true backbone.attention=bidirectional backbone.unmask_layers=top
        model.lr_backbone=1e-3)
-TRANSFER=("init_from=${STAGE1:-}")
+TRANSFER=("init_from=${STAGE1:-}")   # crime_from_conll_cpu cuts at layer 16; the 80-step transfer systems at 8
+WIDE=(backbone.layer=16 backbone.lora_layers=8)   # conll_crf_cpu's cut and adapters
 EXP=experiment=crime_crf_cpu
-case $SYSTEM in *transfer) EXP=experiment=crime_from_conll_cpu ;; esac
+case $SYSTEM in *transfer*) EXP=experiment=crime_from_conll_cpu ;; esac
 case $SYSTEM in
   old_default)     ARGS=("${OLD[@]}" data.path=$ROOT/data_classic) ;;
   varied)          ARGS=("${OLD[@]}" data.path=$ROOT/data_varied) ;;
   right)           ARGS=("${OLD[@]}" "${RIGHT[@]}" data.path=$ROOT/data_classic) ;;
   varied_right)    ARGS=("${OLD[@]}" "${RIGHT[@]}" data.path=$ROOT/data_varied) ;;
-  transfer)        ARGS=("${OLD[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_classic) ;;
-  varied_transfer) ARGS=("${OLD[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
+  transfer)        ARGS=("${OLD[@]}" "${TRANSFER[@]}" backbone.layer=8 data.path=$ROOT/data_classic) ;;
+  varied_transfer) ARGS=("${OLD[@]}" "${TRANSFER[@]}" backbone.layer=8 data.path=$ROOT/data_varied) ;;
+  varied_right16)  ARGS=("${OLD[@]}" "${RIGHT[@]}" "${WIDE[@]}" data.path=$ROOT/data_varied) ;;
+  varied_transfer16) ARGS=("${OLD[@]}" "${RIGHT[@]}" "${WIDE[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
   *) echo "unknown system $SYSTEM" >&2; exit 2 ;;
 esac
 NAME=$SYSTEM${STEPS:+_$STEPS}   # STEPS=N: a budget of N steps instead of 80 (validated once, at the end)
