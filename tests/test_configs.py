@@ -23,13 +23,13 @@ def test_default_config_composes(tmp_path):
 
 
 def test_the_cpu_recipe_reads_a_corpus_directory_and_a_data_selection_wins_over_it(tmp_path):
-    """The README's data commands: ``experiment=crime_crf_cpu data.path=DIR`` keeps the recipe (8 layers,
+    """The README's data commands: ``experiment=crime_crf_cpu data.path=DIR`` keeps the recipe (12 layers,
     a step budget) on the directory; a data group on the command line replaces the recipe's."""
     cfg = compose_config(["experiment=crime_crf_cpu", "data.path=data/crime"], tmp_path)
     assert cfg.data.corpus._target_.endswith("CrimeCorpus") and cfg.data.path == "data/crime"
-    assert cfg.backbone.layer == 8 and cfg.trainer.max_steps == 320 and cfg.data.corpus.variety == "varied"
+    assert cfg.backbone.layer == 12 and cfg.trainer.max_steps == 320 and cfg.data.corpus.variety == "varied"
     cfg = compose_config(["experiment=crime_crf_cpu", "data=conll2003", "data.path=corpus"], tmp_path)
-    assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 8
+    assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 12
     plain = compose_config(["data.path=data/crime"], tmp_path)  # no default experiment: the plain defaults stay plain
     assert plain.task_name == "train" and plain.backbone.layer == -1
 

@@ -8,7 +8,9 @@ what the record needs and the run folders (not committed) lose with the machine:
 and gold entities, from which any bootstrap over seeds can be recomputed), ``<system>_resources.json``
 (CPU seconds, wall clock, peak RSS), ``val_curves.csv`` (TensorBoard's val/f1 against time) and
 ``machine.txt`` (the CPU model and its widest vector unit: wall-clock budgets compare only on one kind
-of machine, so run ``collect`` on the machine that ran the pair). A convergence pair of
+of machine, so run ``collect`` on the machine that ran the pair). A pair folder named
+``<budget>-seed<N>-<variant>`` (rename it after the run: a lever's pair, SmolLM2 with other overrides) goes to
+``pair<minutes>_seed<N>_<variant>/``, which ``summary`` leaves out. A convergence pair of
 ``run_convergence_conll_cpu.sh`` (``RUNS_DIR/converge-seed<N>/``) goes to ``converge_seed<N>/``, which
 ``summary`` leaves out (it has no budget).
 
@@ -69,7 +71,7 @@ def machine() -> str:
 
 def collect(runs_dir: Path) -> None:
     for pair in sorted(p for p in runs_dir.iterdir() if p.is_dir()):
-        m = re.fullmatch(r"(\d{2})(\d{2})(\d{2})(\d{2})-seed(\d+)", pair.name)  # DDHHMMSS-seedN
+        m = re.fullmatch(r"(\d{2})(\d{2})(\d{2})(\d{2})-seed(\d+)(-[\w-]+)?", pair.name)  # DDHHMMSS-seedN[-variant]
         c = re.fullmatch(r"converge-seed(\d+)", pair.name)  # run_convergence_conll_cpu.sh
         if not (m or c) or not all((pair / s / "metrics.json").is_file() for s in SYSTEMS):
             print(f"skipped {pair} (not a finished pair)")
@@ -77,8 +79,9 @@ def collect(runs_dir: Path) -> None:
         if c:
             out = FIGURES / f"converge_seed{c.group(1)}"
         else:
-            d, h, mi, _, seed = (int(x) for x in m.groups())
-            out = FIGURES / f"pair{(d * 24 + h) * 60 + mi}_seed{seed}"
+            d, h, mi, _, seed = (int(x) for x in m.groups()[:5])
+            variant = (m.group(6) or "").replace("-", "_")  # a lever's pair, e.g. ...-seed3-layer14: kept, not summarised
+            out = FIGURES / f"pair{(d * 24 + h) * 60 + mi}_seed{seed}{variant}"
         out.mkdir(parents=True, exist_ok=True)
         for s in SYSTEMS:
             shutil.copyfile(pair / s / "metrics.json", out / f"{s}_metrics.json")
@@ -95,7 +98,10 @@ def collect(runs_dir: Path) -> None:
 def summary() -> None:
     rows = []
     for pair in sorted(FIGURES.glob("pair*_seed*")):
-        minutes, seed = (int(x) for x in re.fullmatch(r"pair(\d+)_seed(\d+)", pair.name).groups())
+        recipe = re.fullmatch(r"pair(\d+)_seed(\d+)", pair.name)
+        if not recipe:  # a variant's pair (pair30_seed3_layer14): the record compares it by hand
+            continue
+        minutes, seed = (int(x) for x in recipe.groups())
         where = pair / "machine.txt"
         machine = re.sub(r"\s*\(.*?\)", "", where.read_text().strip()) if where.is_file() else "unknown"  # a note by hand aside
         row = {"minutes": minutes, "seed": seed, "machine": machine}
