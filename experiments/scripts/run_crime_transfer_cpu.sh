@@ -40,7 +40,7 @@ OLD=(backbone.layer=8 backbone.lora_layers=-1 backbone.cache=false backbone.atte
      backbone.unmask_layers=all model.lr_backbone=5e-4)
 RIGHT=(backbone.lora_layers=4 backbone.cache=true backbone.attention=bidirectional backbone.unmask_layers=top
        model.lr_backbone=1e-3)
-TRANSFER=("init_from=${STAGE1:-}")   # crime_from_conll_cpu cuts at layer 16; the 80-step transfer systems at 8
+TRANSFER=("init_from=${STAGE1:-}")   # crime_from_conll_cpu cuts at layer 16; OLD pins the 80-step transfer systems to 8
 WIDE=(backbone.layer=16 backbone.lora_layers=8)   # conll_crf_cpu's cut and adapters
 EXP=experiment=crime_crf_cpu
 case $SYSTEM in *transfer*) EXP=experiment=crime_from_conll_cpu ;; esac
@@ -49,8 +49,8 @@ case $SYSTEM in
   varied)          ARGS=("${OLD[@]}" data.path=$ROOT/data_varied) ;;
   right)           ARGS=("${OLD[@]}" "${RIGHT[@]}" data.path=$ROOT/data_classic) ;;
   varied_right)    ARGS=("${OLD[@]}" "${RIGHT[@]}" data.path=$ROOT/data_varied) ;;
-  transfer)        ARGS=("${OLD[@]}" "${TRANSFER[@]}" backbone.layer=8 data.path=$ROOT/data_classic) ;;
-  varied_transfer) ARGS=("${OLD[@]}" "${TRANSFER[@]}" backbone.layer=8 data.path=$ROOT/data_varied) ;;
+  transfer)        ARGS=("${OLD[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_classic) ;;
+  varied_transfer) ARGS=("${OLD[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
   varied_right16)  ARGS=("${OLD[@]}" "${RIGHT[@]}" "${WIDE[@]}" data.path=$ROOT/data_varied) ;;
   varied_transfer16) ARGS=("${OLD[@]}" "${RIGHT[@]}" "${WIDE[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
   *) echo "unknown system $SYSTEM" >&2; exit 2 ;;

@@ -174,6 +174,10 @@ class Backbone(nn.Module):
                 raise ValueError("backbone.layer must be -1 for a causal-LM (generative) backbone")
             truncate_layers(model, layer)
         self.config = model.config
+        # checked once, before anything reads it (the attention schedule's "top", the adapters, the cache's cut)
+        if lora and lora_layers != -1 and not 1 <= lora_layers <= model.config.num_hidden_layers:
+            raise ValueError(f"backbone.lora_layers must be -1 (all) or 1..{model.config.num_hidden_layers} "
+                             f"(the kept layers), got {lora_layers}")
         self.causal_lm = causal_lm
         self.decoder = is_decoder(model)
         self.schedule: AttentionSchedule | None = None
@@ -202,8 +206,6 @@ class Backbone(nn.Module):
             from peft import LoraConfig, TaskType, get_peft_model
 
             n_layers = model.config.num_hidden_layers
-            if lora_layers != -1 and not 1 <= lora_layers <= n_layers:
-                raise ValueError(f"backbone.lora_layers must be -1 (all) or 1..{n_layers} (the kept layers), got {lora_layers}")
             config = LoraConfig(
                 r=lora_r, lora_alpha=lora_alpha, lora_dropout=lora_dropout,
                 target_modules=list(lora_target_modules),
