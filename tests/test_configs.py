@@ -23,11 +23,18 @@ def test_default_config_composes(tmp_path):
 
 
 def test_the_cpu_recipe_reads_a_corpus_directory_and_a_data_selection_wins_over_it(tmp_path):
-    """The README's data commands: ``experiment=crime_crf_cpu data.path=DIR`` keeps the recipe (12 layers,
-    a step budget) on the directory; a data group on the command line replaces the recipe's."""
-    cfg = compose_config(["experiment=crime_crf_cpu", "data.path=data/crime"], tmp_path)
-    assert cfg.data.corpus._target_.endswith("CrimeCorpus") and cfg.data.path == "data/crime"
-    assert cfg.backbone.layer == 12 and cfg.trainer.max_steps == 320 and cfg.data.corpus.variety == "varied"
+    """The README's data commands: ``experiment=crime_crf_cpu data.corpora.generated.data.path=DIR`` keeps the
+    recipe (12 layers, a step budget, the written reports beside) on the directory; a data group on the command
+    line replaces the recipe's."""
+    cfg = compose_config(["experiment=crime_crf_cpu", "data.corpora.generated.data.path=data/crime"], tmp_path)
+    generated = cfg.data.corpora.generated.data
+    assert generated.corpus._target_.endswith("CrimeCorpus") and generated.path == "data/crime"
+    assert cfg.data.corpora.written.data.corpus._target_.endswith("ConversationCorpus")
+    assert cfg.backbone.layer == 12 and cfg.trainer.max_steps == 280 and generated.corpus.variety == "varied"
+    assert generated.corpus.num_train == 400 and cfg.data.corpora.written.weight == 1.0
+    assert cfg.data.batch_size == 4  # the recipe's batch applies to the mix
+    cfg = compose_config(["experiment=crime_crf_cpu", "data=crime_varied", "data.path=data/crime"], tmp_path)
+    assert cfg.data.corpus._target_.endswith("CrimeCorpus") and cfg.data.path == "data/crime"  # generated alone
     cfg = compose_config(["experiment=crime_crf_cpu", "data=conll2003", "data.path=corpus"], tmp_path)
     assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 12
     plain = compose_config(["data.path=data/crime"], tmp_path)  # no default experiment: the plain defaults stay plain
@@ -46,6 +53,8 @@ def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
         cfg.data.path = str(tiny_conll)
     elif corpus.endswith("CrimeCorpus"):  # generated on the fly: keep it small
         cfg.data.corpus.update(num_train=16, num_validation=4, num_test=4)
+    elif "generated" in cfg.data.get("corpora", {}):  # data=crime_mix: its generated part small too
+        cfg.data.corpora.generated.data.corpus.update(num_train=16, num_validation=4, num_test=4)
     if cfg.model._target_.endswith("GenerativeModule"):  # decoding dominates: fewer questions, no second pass
         cfg.head.check_unconstrained = False
         cfg.head.max_new_tokens = 24 if cfg.model.prompt.style == "per_type" else 48  # one key, or all four

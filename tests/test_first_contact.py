@@ -80,18 +80,24 @@ def test_every_readme_command_composes(module, config, least, tiny_conll, tiny_c
         assert cfg.get("ckpt_path") != "???", args
 
 
+SIZES = ["corpus.num_train=200", "corpus.num_validation=20", "corpus.num_test=20"]
+
+
 @pytest.mark.parametrize("overrides", [
-    ["debug=fast"],                                                   # the default selection
-    ["experiment=crime_crf_cpu", "debug=fast", "backbone.layer=-1", "backbone.lora_layers=1"],  # val_check_interval (320) > the budget
+    ["debug=fast", *(f"data.{x}" for x in SIZES)],                    # the default selection
+    ["experiment=crime_crf_cpu", "debug=fast", "backbone.layer=-1", "backbone.lora_layers=1",  # val_check_interval (280)
+     *(f"data.corpora.generated.data.{x}" for x in SIZES)],                                   # > the budget; a mix
 ])
 def test_debug_fast_runs_and_validates_at_the_end(overrides, tmp_path):
-    cfg = compose_config(overrides + ["backbone=tiny_random", "trainer.accelerator=cpu", "data.corpus.num_train=200",
-                                      "data.corpus.num_validation=20", "data.corpus.num_test=20"], tmp_path)
+    cfg = compose_config(overrides + ["backbone=tiny_random", "trainer.accelerator=cpu"], tmp_path)
     assert cfg.trainer.max_steps <= 5 and cfg.model.encoder.max_length <= 128  # few, short windows
     metrics, objects = train(cfg)
     assert metrics["train/steps"] == cfg.trainer.max_steps  # debug=fast's budget, whatever the epochs
     assert "val/f1" in metrics and "test/f1" in metrics
     assert objects["best_ckpt"] and Path(objects["best_ckpt"]).is_file()  # validated, so selected
+    if "corpora" in cfg.data:  # debug=fast's limits reach each corpus of a mix: at most 4 validation reports each
+        dm = objects["datamodule"]
+        assert all(b - a <= 4 for a, b in dm.groups("val").values()) and len(dm.groups("val")) == 2
 
 
 def test_any_conll_corpus_form(tmp_path):

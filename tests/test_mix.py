@@ -142,3 +142,20 @@ def test_a_bad_mix_is_one_error(override, message, tmp_path):
     with pytest.raises(Exception) as err:  # noqa: B017 - Hydra wraps the constructor's error; cli unwraps it
         train(cfg)
     assert message in (user_error(err.value) or ""), err.value
+
+
+def test_the_mix_limits_cut_each_corpus_to_a_seeded_subset(tmp_path):
+    """``data.max_*_samples`` of a mix (``debug=fast``) keep at most that many sentences of each corpus's split, the
+    same subset as the corpus's own limit would; a corpus's own smaller limit stays."""
+    from hydra.utils import instantiate
+
+    base = conll_and_crime(tmp_path)
+    cfg = compose_config(base + ["data.max_train_samples=7", "data.max_test_samples=5",
+                                 "data.corpora.crime.data.max_train_samples=3"], tmp_path / "run")
+    dm = instantiate(cfg.data)
+    size = {split: {n: b - a for n, (a, b) in dm.groups(split).items()} for split in ("train", "val", "test")}
+    assert size == {"train": {"conll": 7, "crime": 3}, "val": {"conll": 10, "crime": 8}, "test": {"conll": 5, "crime": 5}}
+    alone = instantiate(compose_config(base[:4] + ["data.corpora.conll.data.max_train_samples=7"],
+                                       tmp_path / "alone").data.corpora.conll.data)  # its own limit, no mix limit
+    a, b = dm.groups("train")["conll"]
+    assert [s.tokens for s in dm.sentences["train"][a:b]] == [s.tokens for s in alone.sentences["train"]]

@@ -2,6 +2,7 @@
 # The crime recipe's remedies (experiments/crime_transfer_cpu.md): one system, one seed, with OMP_NUM_THREADS=1 (or THREADS).
 # Usage: [STEPS=N] [THREADS=N] [TAG=name EXTRA="overrides"] bash experiments/scripts/run_crime_transfer_cpu.sh SYSTEM SEED [OUT_ROOT]
 #   SYSTEM: old_default | varied | right | varied_right | varied_transfer | transfer | varied_right16 | varied_transfer16
+#           | written (crime_crf_cpu as it is: data=crime_mix, the developer-written reports beside the generated ones)
 #   (the *transfer ones need STAGE1=<stage 1 checkpoint>, see conf/experiment/crime_from_conll_cpu.yaml;
 #   the *16 ones keep 16 layers and adapt the top 8, the backbone settings of experiment=conll_crf_cpu, so that
 #   varied_transfer16 starts from a conll_crf_cpu checkpoint, e.g. one of experiments/scripts/run_equal_time_conll_cpu.sh)
@@ -36,7 +37,7 @@ for V in classic varied; do
 done
 # the old default, spelled out so that the script means the same before and after the recipe changes
 # (crime_crf_cpu cut at 8 until the 12-layer recipe: TAG=l12a6 EXTRA="backbone.layer=12 backbone.lora_layers=6" varied_right)
-OLD=(backbone.layer=8 backbone.lora_layers=-1 backbone.cache=false backbone.attention=null
+OLD=(data=crime_varied backbone.layer=8 backbone.lora_layers=-1 backbone.cache=false backbone.attention=null
      backbone.unmask_layers=all model.lr_backbone=5e-4)
 RIGHT=(backbone.lora_layers=4 backbone.cache=true backbone.attention=bidirectional backbone.unmask_layers=top
        model.lr_backbone=1e-3)
@@ -53,6 +54,7 @@ case $SYSTEM in
   varied_transfer) ARGS=("${OLD[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
   varied_right16)  ARGS=("${OLD[@]}" "${RIGHT[@]}" "${WIDE[@]}" data.path=$ROOT/data_varied) ;;
   varied_transfer16) ARGS=("${OLD[@]}" "${RIGHT[@]}" "${WIDE[@]}" "${TRANSFER[@]}" data.path=$ROOT/data_varied) ;;
+  written)         ARGS=(data=crime_mix data.corpora.generated.data.path=$ROOT/data_varied) ;;   # same generated reports
   *) echo "unknown system $SYSTEM" >&2; exit 2 ;;
 esac
 NAME=$SYSTEM${TAG:+_$TAG}${STEPS:+_$STEPS}   # STEPS=N: a budget of N steps instead of 80 (validated once, at the end)

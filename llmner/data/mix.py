@@ -158,11 +158,14 @@ class MixDataModule(CorpusDataModule):
             weight of its training batches (0: scored, not trained on), and how its types are named
             (``keep``, ``prefix`` or a mapping, see ``MixCorpus``). Names become metric names (``val/<name>/f1``).
         encoder, tags, batch_size, eval_batch_size, num_workers, bucket, seed: as ``CorpusDataModule``'s.
+        max_train_samples, max_eval_samples, max_test_samples: a seeded subset of at most this many sentences of
+            each corpus's split (``debug=fast``'s quick runs), on top of a corpus's own limits.
     """
 
     def __init__(self, corpora: Mapping[str, Mapping[str, Any]], encoder=None, tags: list[str] | None = None,
                  batch_size: int = 8, eval_batch_size: int | None = None, num_workers: int = 0, bucket: bool = True,
-                 seed: int = 0) -> None:
+                 seed: int = 0, max_train_samples: int | None = None, max_eval_samples: int | None = None,
+                 max_test_samples: int | None = None) -> None:
         if not corpora:
             raise DataError("data=mix: data.corpora is empty (expected name -> {data: <data config>, weight, types})")
         datamodules, types, self.weights = {}, {}, {}
@@ -177,6 +180,12 @@ class MixDataModule(CorpusDataModule):
             if not weight >= 0:
                 raise DataError(f"data.corpora.{name}.weight={weight}: expected a number >= 0")
             datamodules[name], types[name], self.weights[name] = entry["data"], entry.get("types"), weight
+        limits = {"train": max_train_samples, "validation": max_eval_samples, "test": max_test_samples}
+        for dm in datamodules.values():  # each corpus keeps the smaller of its own limit and the mix's
+            for split, limit in limits.items():
+                if limit is not None:
+                    own = dm.limits.get(split)
+                    dm.limits[split] = limit if own is None else min(own, limit)
         self.mix = MixCorpus(datamodules, types)
         super().__init__(corpus=lambda path=None: self.mix, encoder=encoder, tags=tags, batch_size=batch_size,
                          eval_batch_size=eval_batch_size, num_workers=num_workers, bucket=bucket, seed=seed)

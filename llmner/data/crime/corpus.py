@@ -3,7 +3,8 @@
 - ``CrimeCorpus``: synthetic reports, generated on the fly or read from a directory written by
   ``python -m llmner.data.crime generate``.
 - ``ConversationCorpus``: a user's conversation JSONL, all as one split (default "test") or split
-  by seeded fractions.
+  by seeded fractions; with no path, the developer-written reports that ship with the package
+  (``WRITTEN``, ``data=crime_written``: see ``written/README.md``).
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ from llmner.data.schema import DataError, Sentence
 from llmner.data.splits import split_by_fractions  # noqa: F401  (also imported from here)
 
 SPLITS = ("train", "validation", "test")
+WRITTEN = Path(__file__).parent / "written" / "reports.jsonl"  # developer-written reports (written/README.md)
 
 
 def split_seed(seed: int, split: str) -> int:
@@ -111,7 +113,7 @@ class ConversationCorpus:
     """A conversation JSONL file (``{"conversation": "..."}`` per line) as BIO sentences.
 
     Args:
-        path: the JSONL file.
+        path: the JSONL file; ``None``: the developer-written reports of the package (``WRITTEN``).
         split: a split name that receives every report (default "test": score a trained model on
             your own file), or fractions such as ``{"train": 0.8, "validation": 0.1, "test": 0.1}``.
         seed: the seed of the fractional split.
@@ -121,9 +123,9 @@ class ConversationCorpus:
 
     splitter = "punct"
 
-    def __init__(self, path: str, split: str | Mapping[str, float] = "test", seed: int = 0,
+    def __init__(self, path: str | None = None, split: str | Mapping[str, float] = "test", seed: int = 0,
                  mentions: str = "first") -> None:
-        self.path = path
+        self.path = str(WRITTEN) if path is None else path
         self.mentions = mentions
         self.split = split if isinstance(split, str) else {str(k): float(v) for k, v in split.items()}
         self.seed = seed
