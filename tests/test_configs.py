@@ -3,6 +3,7 @@
 from pathlib import Path
 
 import pytest
+from hydra.utils import instantiate
 
 from llmner.train import train
 from tests.conftest import CONF, compose_config
@@ -35,6 +36,7 @@ def test_the_cpu_recipe_reads_a_corpus_directory_and_a_data_selection_wins_over_
     assert cfg.data.batch_size == 4  # the recipe's batch applies to the mix
     cfg = compose_config(["experiment=crime_crf_cpu", "data=crime_varied", "data.path=data/crime"], tmp_path)
     assert cfg.data.corpus._target_.endswith("CrimeCorpus") and cfg.data.path == "data/crime"  # generated alone
+    assert instantiate(cfg.data).corpus.path == "data/crime"  # no key of the mix left over
     cfg = compose_config(["experiment=crime_crf_cpu", "data=conll2003", "data.path=corpus"], tmp_path)
     assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 12
     plain = compose_config(["data.path=data/crime"], tmp_path)  # no default experiment: the plain defaults stay plain
