@@ -113,6 +113,12 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     log.info("trainable parameters: %s of %s (%.2f%%)", f"{n_train:,}", f"{n_all:,}", 100 * n_train / n_all)
     tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
 
+    test = cfg.test
+    splits = getattr(datamodule, "sentences", None)
+    if test and isinstance(splits, dict) and "test" not in splits:  # e.g. data=crime_written: train and validation
+        log.warning("the corpus has no 'test' split (it has %s): this run trains and validates, and tests nothing "
+                    "(test=false says so; score a test file with python -m llmner.evaluate)", sorted(splits))
+        test = False
     best = None
     if cfg.train:
         trainer.fit(model, datamodule=datamodule, ckpt_path=resume, weights_only=True)
@@ -122,7 +128,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         else:
             log.info("best checkpoint: %s; validating it again for its val/* figures", best)
             trainer.validate(model, datamodule=datamodule, ckpt_path=best, weights_only=True, verbose=False)
-    if cfg.test:
+    if test:
         ckpt = best if cfg.train else resume
         trainer.test(model, datamodule=datamodule, ckpt_path=ckpt, weights_only=True, verbose=False)
     outputs.report()

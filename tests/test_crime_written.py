@@ -63,3 +63,17 @@ def test_crime_mix_reads_generated_and_written_reports_scored_apart(tmp_path):
     assert sizes == {"train": {"generated": 8, "written": 145}, "val": {"generated": 3, "written": 71},
                      "test": {"generated": 2}}
     assert dm.weights == {"generated": 3.0, "written": 1.0}
+
+
+def test_training_on_the_written_reports_alone_validates_and_skips_the_test_it_has_not(tmp_path, caplog):
+    """``data=crime_written`` has train and validation only: the run ends without a test, and says so before training
+    (it used to fail after training, at the test)."""
+    from llmner.train import train
+
+    cfg = compose_config(["data=crime_written", "backbone=tiny_random", "trainer.accelerator=cpu", "trainer.max_steps=2",
+                          "trainer.val_check_interval=2", "data.max_train_samples=4", "data.max_eval_samples=3",
+                          "data.batch_size=2"], tmp_path)
+    with caplog.at_level("WARNING"):
+        metrics, objects = train(cfg)
+    assert "val/f1" in metrics and not any(k.startswith("test/") for k in metrics)
+    assert "no 'test' split" in caplog.text and objects["best_ckpt"]
