@@ -114,10 +114,9 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     tracking.start_run(loggers, OmegaConf.to_container(cfg, resolve=True))
 
     test = cfg.test
-    splits = getattr(datamodule, "sentences", None)
-    if test and isinstance(splits, dict) and "test" not in splits:  # e.g. data=crime_written: train and validation
+    if test and "test" not in datamodule.sentences:  # e.g. data=crime_written: train and validation (already loaded)
         log.warning("the corpus has no 'test' split (it has %s): this run trains and validates, and tests nothing "
-                    "(test=false says so; score a test file with python -m llmner.evaluate)", sorted(splits))
+                    "(test=false says so; score a test file with python -m llmner.evaluate)", sorted(datamodule.sentences))
         test = False
     best = None
     if cfg.train:

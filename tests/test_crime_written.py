@@ -1,6 +1,5 @@
 """The developer-written crime reports (``llmner/data/crime/written``) and ``data=crime_written`` / ``crime_mix``."""
 
-import json
 import re
 from pathlib import Path
 
@@ -8,14 +7,14 @@ from hydra.utils import instantiate
 
 from llmner.data.crime import ENTITY_TYPES
 from llmner.data.crime.corpus import WRITTEN, ConversationCorpus
-from llmner.data.crime.importer import import_conversations, parse_conversation
+from llmner.data.crime.importer import import_conversations
 from tests.conftest import compose_config
 
 HANDWRITTEN = Path(__file__).parent / "fixtures" / "crime_handwritten.jsonl"  # the test set of real prose
 
 
 def _texts(path: Path) -> list[str]:
-    return [parse_conversation(json.loads(line)["conversation"])[0] for line in path.open() if line.strip()]
+    return [r.text for r in import_conversations(path).reports]
 
 
 def _shingles(text: str, n: int = 8) -> set[tuple[str, ...]]:
