@@ -122,7 +122,12 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
         attention = {"attention": bcfg.get("attention"), "unmask_layers": bcfg.get("unmask_layers", "all")}
         repeat = model.encoder.repeat
         torch.save({"state_dict": model.head.state_dict(), "tags": model.tags, "head": model.run_config.get("head"),
-                    "subword": model.subword, **attention, "repeat": repeat}, out / "llmner_head.pt")
+                    "subword": model.subword, **attention, "repeat": repeat,
+                    "single_types": list(getattr(model, "single_types", []))}, out / "llmner_head.pt")
+        if getattr(model, "single_types", None):
+            log.warning("model.single_types=%s: llmner keeps one span per text of these types; the transformers "
+                        "pipeline of this export keeps every span (the list is in llmner_head.pt; the ONNX export "
+                        "and llmner.load apply it)", model.single_types)
     log.info("exported %s to %s", ckpt_path, out)
     return out
 

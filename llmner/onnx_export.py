@@ -150,6 +150,7 @@ def write_onnx(model, merged: nn.Module, out: Path, quantize: str | None = None,
     backbone.tokenizer.save_pretrained(out)
     spec = {"format": 1, "tags": model.tags, "head": "crf" if hasattr(model.head, "crf") else "linear",
             "crf": crf_scores(model.head), "encoder": encoder_settings(model.encoder), "subword": model.subword,
+            "single_types": list(getattr(model, "single_types", [])),
             "attention": {k: model.run_config.get("backbone", {}).get(k) for k in ("attention", "unmask_layers")},
             "inputs": list(INPUTS), "outputs": ["emissions"], "files": files, "optimized": optimize}
     (out / SPEC).write_text(json.dumps(spec, indent=1) + "\n")

@@ -68,6 +68,7 @@ class OnnxTagger(nn.Module):
                 for name, key in (("start_transitions", "start"), ("end_transitions", "end"), ("transitions", "transitions")):
                     crf._parameters[name].copy_(torch.tensor(spec["crf"][key]))
         self.subword = spec["subword"]
+        self.single_types = spec.get("single_types", [])  # exports before model.single_types: none
         self.run_config: dict = {}
         options = ort.SessionOptions()
         threads = threads or int(os.environ.get("OMP_NUM_THREADS", "0") or 0)

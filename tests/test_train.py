@@ -252,3 +252,45 @@ def test_a_fully_fine_tuned_bert_trains_with_dropout_and_evaluates_without(tiny_
     in_training = {on for grad, on in seen if grad}
     in_evaluation = {on for grad, on in seen if not grad}
     assert in_training == {True} and in_evaluation == {False}
+
+
+def read_tagged(path):
+    """(words, gold tags, predicted tags) of each sentence of a ``test_predictions.conll``."""
+    out = []
+    for block in path.read_text().split("\n\n"):
+        rows = [line.split() for line in block.splitlines() if line.strip()]
+        if rows:
+            out.append(([r[0] for r in rows], [r[-2] for r in rows], [r[-1] for r in rows]))
+    return out
+
+
+def test_single_types_keep_the_person_span_predict_scores_highest(trained, tmp_path):
+    """``single_types=[PER]`` on a checkpoint (``llmner.evaluate``): the evaluation keeps, of each sentence's
+    PER spans, the one ``predict`` scores highest on the sentence's text, and changes nothing else."""
+    from llmner.data.schema import tags_to_spans
+
+    out, _, objects, _ = trained
+    cfg = compose_config([f"ckpt_path={objects['best_ckpt']}", "trainer.accelerator=cpu", "single_types=[PER]"],
+                         tmp_path, config_name="eval")
+    metrics, evaluated = evaluate(cfg)
+    before, after = read_tagged(out / "test_predictions.conll"), read_tagged(tmp_path / "test_predictions.conll")
+    assert [w for w, *_ in before] == [w for w, *_ in after]
+    model = evaluated["model"]
+    assert model.single_types == ["PER"]
+    model.single_types = []  # the scores of every span, from the predict path
+    entities = model.predict([" ".join(words) for words, *_ in before])
+    changed = 0
+    for (words, _, tags), (_, _, kept), found in zip(before, after, entities):
+        spans, left = tags_to_spans(words, tags), tags_to_spans(words, kept)
+        assert [s for s in spans if s[2] != "PER"] == [s for s in left if s[2] != "PER"]
+        people = [s for s in spans if s[2] == "PER"]
+        if len(people) < 2:
+            assert kept == tags
+            continue
+        starts = [sum(len(w) + 1 for w in words[:i]) for i in range(len(words))]  # words joined by one space
+        score = {e["start"]: e["score"] for e in found if e["type"] == "PER"}
+        best = max(people, key=lambda s: score[starts[s[0]]])
+        assert [s for s in left if s[2] == "PER"] == [best]
+        changed += 1
+    assert changed >= 5  # the fixture's "{PER} and {PER} flew to {LOC}" sentences
+    assert metrics["test/f1_PER"] < 1.0

@@ -17,7 +17,8 @@ from llmner.data.spans import word_tags_to_spans
 from llmner.data.text import group_entities
 from llmner.errors import ConfigError
 from llmner.heads import CRFHead, LinearHead
-from llmner.heads.spans import predict_entities
+from llmner.heads.single import keep_best_entities, keep_best_tags, single_types
+from llmner.heads.spans import predict_entities, score_windows, window_span_scores
 from llmner.losses import CompoundLoss
 from llmner.metrics import field_scores
 from llmner.modules.base import LlmnerModule, Record, shards_weights
@@ -97,6 +98,10 @@ class TaggerModule(LlmnerModule):
         subword: how a word's subwords feed the head: ``first`` (the classic choice), ``last``
             (for decoder LMs the first position that has seen the whole word), ``mean`` or
             ``first_last`` (both concatenated: a head of twice the hidden size).
+        single_types: types that hold one value per text (a report's date): of the spans a text gets of
+            each, only the best-scored stays, in evaluation and prediction (``llmner.heads.single``). ``auto``
+            (resolved by ``configure`` from the train split): the types at most 1% of the training texts
+            hold twice. None: every span stays.
         run_config: the resolved run configuration, stored in checkpoints to rebuild the model.
     """
 
@@ -113,10 +118,14 @@ class TaggerModule(LlmnerModule):
         lr_head: float = 1e-3,
         warmup_ratio: float = 0.1,
         subword: str = "first",
+        single_types: list[str] | None = None,
         run_config: dict | None = None,
     ) -> None:
         if subword not in SUBWORDS:
             raise ValueError(f"model.subword must be one of {SUBWORDS}, got {subword!r}")
+        if isinstance(single_types, str):
+            raise ConfigError(f"model.single_types={single_types!r}: a list of entity types, or auto when training "
+                              "(python -m llmner.train reads them from the train split)")
         windows = encoder(tokenizer=backbone.tokenizer)
         if windows.repeat > 1 and not getattr(backbone, "decoder", True):
             # an encoder's every position already sees the whole window: a second copy adds only cost
@@ -129,6 +138,17 @@ class TaggerModule(LlmnerModule):
         self.lr_head = lr_head
         self.warmup_ratio = warmup_ratio
         self.subword = subword
+        self.single_types = sorted(single_types or [])
+        unknown = sorted(set(self.single_types) - set(self.keys))
+        if unknown:
+            raise ConfigError(f"model.single_types: {unknown} are not entity types of this model (it has {self.keys})")
+
+    @staticmethod
+    def configure(model_cfg, datamodule) -> None:
+        """``model.single_types=auto`` -> the types of the train split that its texts hold once (``single_types``)."""
+        if model_cfg.get("single_types") == "auto":
+            model_cfg.single_types = single_types(datamodule.sentences["train"])
+            log.info("model.single_types=auto: one span per text for %s", ", ".join(model_cfg.single_types) or "no type")
 
     @staticmethod
     def finish_head(head: Callable, backbone: nn.Module, tags: list[str], model_cfg=None) -> nn.Module:
@@ -186,16 +206,25 @@ class TaggerModule(LlmnerModule):
         mask = batch["word_mask"]
         loss = self.loss(emissions, batch["labels"], mask, self.head)["loss"]
         self.log(f"{self.split}/loss", loss, batch_size=int(mask.sum()))
-        pred = self.head.decode(emissions, mask)
         gold = [row[m].tolist() for row, m in zip(batch["labels"], mask)]
-        return [(s, o, (p, g)) for s, o, p, g in zip(batch["sentence"].tolist(), batch["offset"].tolist(), pred, gold)]
+        if self.single_types:  # what ranks a text's spans later: each span's score, by its first word in the window
+            scored = score_windows(self.head, emissions, mask, batch["offset"].tolist())
+            pred, scores = [w.tags for w in scored], [window_span_scores(w, self.tags) for w in scored]
+        else:
+            pred, scores = self.head.decode(emissions, mask), [None] * len(gold)
+        return [(s, o, (p, g, sc)) for s, o, p, g, sc in
+                zip(batch["sentence"].tolist(), batch["offset"].tolist(), pred, gold, scores)]
 
     def assemble(self, split: str, records: list[Record]):
         pred: dict[int, list[str]] = {}
         gold: dict[int, list[str]] = {}
-        for s, _, (p, g) in records:  # sorted by (sentence, first word): windows in word order
+        scores: dict[int, dict[int, float]] = {}
+        for s, o, (p, g, sc) in records:  # sorted by (sentence, first word): windows in word order
             pred.setdefault(s, []).extend(self.tags[t] for t in p)
             gold.setdefault(s, []).extend(self.tags[t] for t in g)
+            scores.setdefault(s, {}).update({o + k: v for k, v in (sc or {}).items()})
+        if self.single_types:
+            pred = {s: keep_best_tags(tags, scores[s], self.single_types) for s, tags in pred.items()}
         return pred, gold, self.value_scores(split, pred)
 
     def value_scores(self, split: str, pred: dict[int, list[str]]) -> dict[str, float]:
@@ -231,6 +260,8 @@ class TaggerModule(LlmnerModule):
         """Both views of ``predict``: the entities of each text, and its grouped view."""
         with evaluating(self):
             entities = predict_entities(list(texts), self.encoder, self, self.head, batch_size, self.device)
+        if self.single_types:
+            entities = [keep_best_entities(e, self.single_types) for e in entities]
         return entities, [group_entities(e, self.keys) for e in entities]
 
     # --- optimisation ---------------------------------------------------------------------
