@@ -147,7 +147,7 @@ class TaggerModule(LlmnerModule):
     def configure(model_cfg, datamodule) -> None:
         """``model.single_types=auto`` -> the types of the train split that its texts hold once (``single_types``)."""
         if model_cfg.get("single_types") == "auto":
-            model_cfg.single_types = single_types(datamodule.sentences["train"])
+            model_cfg.single_types = single_types(datamodule.sentences.get("train", []))  # no train split: none
             log.info("model.single_types=auto: one span per text for %s", ", ".join(model_cfg.single_types) or "no type")
 
     @staticmethod
