@@ -103,3 +103,17 @@ def test_auto_reads_the_train_split_and_a_list_is_checked(tiny_conll, tmp_path):
         cfg.model.single_types = "auto"  # only llmner.train resolves it
     with pytest.raises(InstantiationException, match="auto when training"):
         build_model(cfg, datamodule.tags)
+
+
+def test_auto_without_a_train_split_lists_no_type():
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from llmner.modules.tagger import TaggerModule
+
+    cfg = OmegaConf.create({"single_types": "auto"})
+    TaggerModule.configure(cfg, SimpleNamespace(sentences={"test": [sentence("B-DATE")]}))  # llmner.train test-only
+    assert list(cfg.single_types) == []
+    TaggerModule.configure(cfg, SimpleNamespace(sentences={"train": [sentence("B-DATE")]}))  # a list stays as given
+    assert list(cfg.single_types) == []
