@@ -27,12 +27,9 @@ def evaluate(cfg: DictConfig) -> tuple[dict[str, float], dict]:
     trainer = instantiate(cfg.trainer, logger=loggers or False, callbacks=[outputs])
     model = load(cfg.ckpt_path, device=trainer.strategy.root_device)  # dtype and 4-bit placement for that device
     if cfg.get("single_types") is not None:  # the same checkpoint with another one-span-per-text list
-        if not hasattr(model, "single_types"):
+        if not hasattr(model, "use_single_types"):
             raise ConfigError("single_types applies to tag heads (model=tagger); this checkpoint is generative")
-        unknown = sorted(set(cfg.single_types) - set(model.keys))
-        if unknown:
-            raise ConfigError(f"single_types: {unknown} are not entity types of this model (it has {model.keys})")
-        model.single_types = sorted(cfg.single_types)
+        model.use_single_types(list(cfg.single_types))
     data_cfg = cfg.get("data") or OmegaConf.create(model.run_config["data"])
     datamodule = instantiate(data_cfg, tags=model.tags)  # the checkpoint's tag set, checked against the data
     datamodule.encoder = model.encoder  # the model decides how data becomes tensors, the data config which corpus

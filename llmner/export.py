@@ -126,8 +126,8 @@ def export(ckpt_path: str | Path, out: str | Path, format: str = "hf", gguf_dtyp
                     "single_types": list(getattr(model, "single_types", []))}, out / "llmner_head.pt")
         if getattr(model, "single_types", None):
             log.warning("model.single_types=%s: llmner keeps one span per text of these types; the transformers "
-                        "pipeline of this export keeps every span (the list is in llmner_head.pt; the ONNX export "
-                        "and llmner.load apply it)", model.single_types)
+                        "pipeline of this export keeps every span (the list is in llmner_head.pt; the checkpoint "
+                        "itself and its ONNX export apply it)", model.single_types)
     log.info("exported %s to %s", ckpt_path, out)
     return out
 

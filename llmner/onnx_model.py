@@ -43,6 +43,7 @@ class OnnxTagger(nn.Module):
     predict = TaggerModule.predict
     predict_both = TaggerModule.predict_both
     keys = TaggerModule.keys
+    use_single_types = TaggerModule.use_single_types  # llmner.evaluate single_types=[...]
 
     def __init__(self, path: str | Path, threads: int | None = None) -> None:
         super().__init__()

@@ -40,6 +40,17 @@ def single_types(sentences: Iterable[Sentence], tolerance: float = TOLERANCE) ->
     return sorted(t for t in holding if repeated[t] <= tolerance * holding[t])
 
 
+def outranked(spans: list[tuple[str, float]], types: Iterable[str]) -> set[int]:
+    """Indices of the spans ``(type, score)`` of one text, in text order, that lose to another span of the
+    same single type: of each of ``types`` the best-scored one stays (ties: the first)."""
+    single = set(types)
+    best: dict[str, int] = {}
+    for i, (kind, score) in enumerate(spans):
+        if kind in single and (kind not in best or score > spans[best[kind]][1]):
+            best[kind] = i
+    return {i for i, (kind, _) in enumerate(spans) if kind in best and best[kind] != i}
+
+
 def keep_best_tags(tags: list[str], scores: Mapping[int, float], types: Iterable[str]) -> list[str]:
     """``tags`` with each of ``types`` down to its best-scored span; the other spans of it become ``O``.
 
@@ -48,27 +59,16 @@ def keep_best_tags(tags: list[str], scores: Mapping[int, float], types: Iterable
         scores: the score of each predicted span, keyed by its first word (a span without one scores 0).
         types: the single types. Ties keep the first span in text order.
     """
-    single = set(types)
-    spans: dict[str, list[tuple[int, int]]] = {}
-    for start, end, label in tags_to_spans([""] * len(tags), tags):
-        if label in single:
-            spans.setdefault(label, []).append((start, end))
+    spans = tags_to_spans([""] * len(tags), tags)
     out = list(tags)
-    for found in spans.values():
-        best = max(found, key=lambda span: scores.get(span[0], 0.0))  # max keeps the first of equal scores
-        for start, end in found:
-            if (start, end) != best:
-                out[start:end] = ["O"] * (end - start)
+    for i in outranked([(label, scores.get(start, 0.0)) for start, _, label in spans], types):
+        start, end, _ = spans[i]
+        out[start:end] = ["O"] * (end - start)
     return out
 
 
 def keep_best_entities(entities: list[dict], types: Iterable[str]) -> list[dict]:
     """``entities`` of one text (``{"type", "score", ...}``) without those of ``types`` that a
     higher-scored entity of the same type outranks (ties: the first in text order stays); order kept."""
-    single = set(types)
-    best: dict[str, int] = {}
-    for i, entity in enumerate(entities):
-        kind = entity["type"]
-        if kind in single and (kind not in best or (entity["score"] or 0.0) > (entities[best[kind]]["score"] or 0.0)):
-            best[kind] = i
-    return [e for i, e in enumerate(entities) if e["type"] not in single or best[e["type"]] == i]
+    lost = outranked([(e["type"], e["score"] or 0.0) for e in entities], types)
+    return [e for i, e in enumerate(entities) if i not in lost]

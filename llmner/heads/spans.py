@@ -86,14 +86,14 @@ def _span_score(windows: list[ScoredWindow], start: int, end: int, label: str, t
     return min(1.0, math.exp(log_p))  # float64 rounding never makes a probability of 1 + 1e-16
 
 
-def window_span_scores(window: ScoredWindow, tags: list[str]) -> dict[int, float]:
-    """The score of each span of one window's tags, keyed by its first word in the window (as ``text_entities``
-    scores it); what an evaluation keeps of a window to rank spans later (``llmner.heads.single``)."""
+def window_span_scores(window: ScoredWindow, tags: list[str], labels: set[str]) -> dict[int, float]:
+    """The score of each span of ``labels`` in one window's tags, keyed by its first word in the window (as
+    ``text_entities`` scores it); what an evaluation keeps of a window to rank spans later (``llmner.heads.single``)."""
     names = [tags[t] for t in window.tags]
     tag_id = {t: i for i, t in enumerate(tags)}
     local = ScoredWindow(0, window.tags, window.probs, window.lattice)
     return {start: _span_score([local], start, end, label, tag_id)
-            for start, end, label in tags_to_spans([""] * len(names), names)}
+            for start, end, label in tags_to_spans([""] * len(names), names) if label in labels}
 
 
 def text_entities(text: str, offsets: Offsets, windows: list[ScoredWindow], tags: list[str]) -> list[Entity]:

@@ -138,10 +138,18 @@ class TaggerModule(LlmnerModule):
         self.lr_head = lr_head
         self.warmup_ratio = warmup_ratio
         self.subword = subword
-        self.single_types = sorted(single_types or [])
-        unknown = sorted(set(self.single_types) - set(self.keys))
+        self.use_single_types(single_types or [], "model.single_types")
+
+    def use_single_types(self, types: list[str], key: str = "single_types") -> None:
+        """Keep one span per text of ``types`` from now on (``[]``: every span); ``key`` names the setting in errors.
+
+        Raises:
+            ConfigError: a type the model's tag set does not have.
+        """
+        unknown = sorted(set(types) - set(self.keys))
         if unknown:
-            raise ConfigError(f"model.single_types: {unknown} are not entity types of this model (it has {self.keys})")
+            raise ConfigError(f"{key}: {unknown} are not entity types of this model (it has {self.keys})")
+        self.single_types = sorted(types)
 
     @staticmethod
     def configure(model_cfg, datamodule) -> None:
@@ -209,7 +217,8 @@ class TaggerModule(LlmnerModule):
         gold = [row[m].tolist() for row, m in zip(batch["labels"], mask)]
         if self.single_types:  # what ranks a text's spans later: each span's score, by its first word in the window
             scored = score_windows(self.head, emissions, mask, batch["offset"].tolist())
-            pred, scores = [w.tags for w in scored], [window_span_scores(w, self.tags) for w in scored]
+            single = set(self.single_types)
+            pred, scores = [w.tags for w in scored], [window_span_scores(w, self.tags, single) for w in scored]
         else:
             pred, scores = self.head.decode(emissions, mask), [None] * len(gold)
         return [(s, o, (p, g, sc)) for s, o, p, g, sc in
@@ -222,9 +231,10 @@ class TaggerModule(LlmnerModule):
         for s, o, (p, g, sc) in records:  # sorted by (sentence, first word): windows in word order
             pred.setdefault(s, []).extend(self.tags[t] for t in p)
             gold.setdefault(s, []).extend(self.tags[t] for t in g)
-            scores.setdefault(s, {}).update({o + k: v for k, v in (sc or {}).items()})
+            if sc:
+                scores.setdefault(s, {}).update({o + k: v for k, v in sc.items()})
         if self.single_types:
-            pred = {s: keep_best_tags(tags, scores[s], self.single_types) for s, tags in pred.items()}
+            pred = {s: keep_best_tags(tags, scores.get(s, {}), self.single_types) for s, tags in pred.items()}
         return pred, gold, self.value_scores(split, pred)
 
     def value_scores(self, split: str, pred: dict[int, list[str]]) -> dict[str, float]:
