@@ -25,20 +25,20 @@ def test_default_config_composes(tmp_path):
 
 def test_the_cpu_recipe_reads_a_corpus_directory_and_a_data_selection_wins_over_it(tmp_path):
     """The README's data commands: ``experiment=crime_crf_cpu data.corpora.generated.data.path=DIR`` keeps the
-    recipe (12 layers, a step budget, the written reports beside) on the directory; a data group on the command
+    recipe (16 layers, a step budget, the written reports beside) on the directory; a data group on the command
     line replaces the recipe's."""
     cfg = compose_config(["experiment=crime_crf_cpu", "data.corpora.generated.data.path=data/crime"], tmp_path)
     generated = cfg.data.corpora.generated.data
     assert generated.corpus._target_.endswith("CrimeCorpus") and generated.path == "data/crime"
     assert cfg.data.corpora.written.data.corpus._target_.endswith("ConversationCorpus")
-    assert cfg.backbone.layer == 12 and cfg.trainer.max_steps == 220 and generated.corpus.variety == "varied"
+    assert cfg.backbone.layer == 16 and cfg.trainer.max_steps == 240 and generated.corpus.variety == "varied"
     assert generated.corpus.num_train == 400 and cfg.data.corpora.written.weight == 1.0
     assert cfg.data.batch_size == 4  # the recipe's batch applies to the mix
     cfg = compose_config(["experiment=crime_crf_cpu", "data=crime_varied", "data.path=data/crime"], tmp_path)
     assert cfg.data.corpus._target_.endswith("CrimeCorpus") and cfg.data.path == "data/crime"  # generated alone
     assert instantiate(cfg.data).corpus.path == "data/crime"  # no key of the mix left over
     cfg = compose_config(["experiment=crime_crf_cpu", "data=conll2003", "data.path=corpus"], tmp_path)
-    assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 12
+    assert cfg.data.corpus._target_.endswith("ConllCorpus") and cfg.backbone.layer == 16
     plain = compose_config(["data.path=data/crime"], tmp_path)  # no default experiment: the plain defaults stay plain
     assert plain.task_name == "train" and plain.backbone.layer == -1
 
