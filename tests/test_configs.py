@@ -31,7 +31,7 @@ def test_the_cpu_recipe_reads_a_corpus_directory_and_a_data_selection_wins_over_
     generated = cfg.data.corpora.generated.data
     assert generated.corpus._target_.endswith("CrimeCorpus") and generated.path == "data/crime"
     assert cfg.data.corpora.written.data.corpus._target_.endswith("ConversationCorpus")
-    assert cfg.backbone.layer == 16 and cfg.trainer.max_steps == 240 and generated.corpus.variety == "varied"
+    assert cfg.backbone.layer == 16 and cfg.trainer.max_steps == 220 and generated.corpus.variety == "varied"
     assert generated.corpus.num_train == 400 and cfg.data.corpora.written.weight == 1.0
     assert cfg.data.batch_size == 4  # the recipe's batch applies to the mix
     cfg = compose_config(["experiment=crime_crf_cpu", "data=crime_varied", "data.path=data/crime"], tmp_path)
