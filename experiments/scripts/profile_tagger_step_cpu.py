@@ -1,0 +1,86 @@
+"""Where a training step of a cached tag head goes on this CPU (torch profiler), with and without LoRA dropout.
+
+    python experiments/scripts/profile_tagger_step_cpu.py [--steps 10] [override ...]
+
+Builds ``experiment=crime_crf_cpu`` (plus the Hydra ``override``s, e.g. ``backbone.layer=12
+backbone.lora_layers=6``) on a few reports (60 generated, 30 written), fills the trunk cache for
+them, then runs the same ``--steps`` batches of training (forward, loss, backward, AdamW) once per
+``backbone.lora_dropout`` of ``--dropouts``, after two warm-up steps each, and prints the mean step
+time. One profiled run of 4 steps per setting prints the top operators by self CPU time. Set
+``OMP_NUM_THREADS`` as the runs you compare with (``make train``: 2 threads on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+
+def build(overrides: list[str]):
+    """The model and data module of ``experiment=crime_crf_cpu`` with ``overrides``, as ``llmner.train`` builds them."""
+    from hydra import compose, initialize_config_dir
+    from hydra.utils import get_class, instantiate
+    from omegaconf import open_dict
+
+    from llmner.builders import build_model
+
+    base = ["experiment=crime_crf_cpu", "data.corpora.generated.data.max_train_samples=60",
+            "data.corpora.written.data.max_train_samples=30"]
+    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
+        cfg = compose(config_name="train", overrides=base + overrides)
+    with open_dict(cfg):
+        cfg.paths.output_dir = cfg.paths.log_dir = "/tmp/llmner_profile"
+    dm = instantiate(cfg.data)
+    with open_dict(cfg):
+        cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or dm.splitter
+        get_class(cfg.model._target_).configure(cfg.model, dm)
+    model = build_model(cfg, dm.tags, "cpu")
+    dm.encoder = model.encoder
+    dm.setup("fit")
+    return model, dm
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--steps", type=int, default=10)
+    p.add_argument("--dropouts", type=float, nargs="+", default=[0.05, 0.0])
+    args, overrides = p.parse_known_args()
+    import torch
+    from torch.profiler import ProfilerActivity, profile
+
+    for dropout in args.dropouts:
+        torch.manual_seed(0)
+        model, dm = build([*overrides, f"backbone.lora_dropout={dropout}"])
+        if getattr(model.backbone, "trunk", None) is not None:
+            model.backbone.fill([w.input_ids for w in dm.items["train"]])
+        batches = [b for _, b in zip(range(args.steps + 2), dm.train_dataloader())]
+        opt = torch.optim.AdamW([q for q in model.parameters() if q.requires_grad], lr=1e-3)
+        model.train()
+
+        def step(batch: dict) -> None:
+            loss = model.loss(model(batch), batch["labels"], batch["word_mask"], model.head)["loss"]
+            loss.backward()
+            opt.step()
+            opt.zero_grad()
+
+        for b in batches[:2]:  # warm-up
+            step(b)
+        start = time.perf_counter()
+        for b in batches[2:]:
+            step(b)
+        mean = (time.perf_counter() - start) / len(batches[2:])
+        shapes = [tuple(b["input_ids"].shape) for b in batches[2:]]
+        print(f"lora_dropout={dropout}: {mean:.3f} s a step (mean of {len(shapes)}; batches {shapes})")
+        with profile(activities=[ProfilerActivity.CPU]) as prof:
+            for b in batches[2:6]:
+                step(b)
+        print(prof.key_averages().table(sort_by="self_cpu_time_total", row_limit=8))
+
+
+if __name__ == "__main__":
+    main()
