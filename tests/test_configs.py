@@ -69,6 +69,7 @@ def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
                                                 "trainer.max_steps=1", "test=false"], tmp_path / "first")
         first.backbone.lora_layers = cfg.backbone.lora_layers
         first.backbone.lora_target_modules = cfg.backbone.lora_target_modules  # stage 1's adapters, as conll_crf_cpu's
+        first.backbone.lora_r, first.backbone.lora_alpha = cfg.backbone.lora_r, cfg.backbone.lora_alpha
         train(first)
         cfg.init_from = str(tmp_path / "first" / "checkpoints" / "last.ckpt")
     metrics, objects = train(cfg)
