@@ -67,9 +67,7 @@ def test_experiment_fast_dev_run(experiment, tmp_path, tiny_conll):
     if cfg.get("init_map") and not cfg.get("init_from"):  # a second stage: a first one's checkpoint, of CoNLL types
         first = compose_config(["experiment=crime_crf_cpu", *overrides[1:], "data=conll2003", f"data.path={tiny_conll}", "trainer.fast_dev_run=false",
                                                 "trainer.max_steps=1", "test=false"], tmp_path / "first")
-        first.backbone.lora_layers = cfg.backbone.lora_layers
-        first.backbone.lora_target_modules = cfg.backbone.lora_target_modules  # stage 1's adapters, as conll_crf_cpu's
-        first.backbone.lora_r, first.backbone.lora_alpha = cfg.backbone.lora_r, cfg.backbone.lora_alpha
+        first.backbone = cfg.backbone  # stage 1's adapters are the second stage's (a copy), as conll_crf_cpu's
         train(first)
         cfg.init_from = str(tmp_path / "first" / "checkpoints" / "last.ckpt")
     metrics, objects = train(cfg)

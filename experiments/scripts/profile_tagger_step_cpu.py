@@ -25,18 +25,18 @@ sys.path.insert(0, str(ROOT))
 
 def build(overrides: list[str]):
     """The model and data module of ``experiment=crime_crf_cpu`` with ``overrides``, as ``llmner.train`` builds them."""
-    from hydra import compose, initialize_config_dir
+    import tempfile
+
     from hydra.utils import get_class, instantiate
     from omegaconf import open_dict
 
+    from llmner.benchmark import compose_run
     from llmner.builders import build_model
 
-    base = ["experiment=crime_crf_cpu", "data.corpora.generated.data.max_train_samples=60",
-            "data.corpora.written.data.max_train_samples=30"]
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        cfg = compose(config_name="train", overrides=base + overrides)
+    cfg = compose_run(["experiment=crime_crf_cpu", "data.corpora.generated.data.max_train_samples=60",
+                       "data.corpora.written.data.max_train_samples=30", *overrides])
     with open_dict(cfg):
-        cfg.paths.output_dir = cfg.paths.log_dir = "/tmp/llmner_profile"
+        cfg.paths.output_dir = cfg.paths.log_dir = tempfile.mkdtemp(prefix="llmner-profile-")
     dm = instantiate(cfg.data)
     with open_dict(cfg):
         cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or dm.splitter
