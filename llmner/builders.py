@@ -12,12 +12,25 @@ from pathlib import Path
 
 import torch
 from hydra.utils import get_class, instantiate
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf, open_dict
 
 from llmner.checkpoint import read_checkpoint, upgrade_config
 from llmner.modules.base import LlmnerModule
 
 log = logging.getLogger(__name__)
+
+
+def build_datamodule(cfg: DictConfig):
+    """The data module of ``cfg.data``, with ``cfg.model`` completed from it (in place).
+
+    Raw text at prediction time is split as the training corpus was (``model.encoder.splitter``),
+    and the model class fills what it reads from the data (``model.single_types: auto``).
+    """
+    datamodule = instantiate(cfg.data)
+    with open_dict(cfg):
+        cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
+        get_class(cfg.model._target_).configure(cfg.model, datamodule)
+    return datamodule
 
 
 def build_model(cfg: DictConfig, tags: list[str], device: str | torch.device | None = None) -> LlmnerModule:

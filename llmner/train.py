@@ -7,12 +7,12 @@ from pathlib import Path
 
 import hydra
 import lightning as L
-from hydra.utils import get_class, instantiate
+from hydra.utils import instantiate
 from lightning.pytorch.callbacks import ModelCheckpoint
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from llmner import cli, tracking
-from llmner.builders import build_model, count_parameters, instantiate_dict
+from llmner.builders import build_datamodule, build_model, count_parameters, instantiate_dict
 from llmner.callbacks import RunOutputs
 from llmner.checkpoint import read_checkpoint
 from llmner.distributed import hydra_job
@@ -96,10 +96,7 @@ def train(cfg: DictConfig) -> tuple[dict[str, float], dict]:
         log.info("%s %s at step %d", "resuming from" if cfg.train else "testing", resume, step)
     source = init_source(cfg, resume)
     L.seed_everything(cfg.seed, workers=True, verbose=False)
-    datamodule = instantiate(cfg.data)
-    with open_dict(cfg):  # raw text at prediction time is split as the training corpus was
-        cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or datamodule.splitter
-        get_class(cfg.model._target_).configure(cfg.model, datamodule)
+    datamodule = build_datamodule(cfg)  # completes cfg.model from the data (splitter, single_types: auto)
     outputs = RunOutputs(cfg.paths.output_dir)
     loggers = tracking.build_loggers(cfg.get("logger"))
     trainer: L.Trainer = instantiate(cfg.trainer, callbacks=[*instantiate_dict(cfg.get("callbacks")), outputs],

@@ -80,17 +80,14 @@ def test_entities_keep_the_best_of_each_single_type_in_text_order():
 
 def test_auto_reads_the_train_split_and_a_list_is_checked(tiny_conll, tmp_path):
     from hydra.errors import InstantiationException
-    from hydra.utils import get_class, instantiate
     from omegaconf import open_dict
 
-    from llmner.builders import build_model
+    from llmner.builders import build_datamodule, build_model
     from llmner.errors import ConfigError
     from tests.conftest import TINY, compose_config
 
     cfg = compose_config(TINY + [f"data.path={tiny_conll}", "model.single_types=auto"], tmp_path)
-    datamodule = instantiate(cfg.data)
-    with open_dict(cfg):
-        get_class(cfg.model._target_).configure(cfg.model, datamodule)
+    datamodule = build_datamodule(cfg)
     # the fixture's templates repeat {PER} ("{PER} and {PER} flew to {LOC}"), never {LOC} or {ORG}
     assert list(cfg.model.single_types) == ["LOC", "ORG"]
     assert build_model(cfg, datamodule.tags).single_types == ["LOC", "ORG"]

@@ -27,20 +27,16 @@ def build(overrides: list[str]):
     """The model and data module of ``experiment=crime_crf_cpu`` with ``overrides``, as ``llmner.train`` builds them."""
     import tempfile
 
-    from hydra.utils import get_class, instantiate
     from omegaconf import open_dict
 
     from llmner.benchmark import compose_run
-    from llmner.builders import build_model
+    from llmner.builders import build_datamodule, build_model
 
     cfg = compose_run(["experiment=crime_crf_cpu", "data.corpora.generated.data.max_train_samples=60",
                        "data.corpora.written.data.max_train_samples=30", *overrides])
     with open_dict(cfg):
         cfg.paths.output_dir = cfg.paths.log_dir = tempfile.mkdtemp(prefix="llmner-profile-")
-    dm = instantiate(cfg.data)
-    with open_dict(cfg):
-        cfg.model.encoder.splitter = cfg.model.encoder.get("splitter") or dm.splitter
-        get_class(cfg.model._target_).configure(cfg.model, dm)
+    dm = build_datamodule(cfg)
     model = build_model(cfg, dm.tags, "cpu")
     dm.encoder = model.encoder
     dm.setup("fit")
